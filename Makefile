@@ -1,0 +1,69 @@
+# TickStock historical loader: developer entry points.
+# Only Python 3.11+ and the package index are needed; PostgreSQL, Redis and the Massive API are
+# embedded/simulated unless TICKSTOCK_POSTGRES_URL / TICKSTOCK_REDIS_URL point at real servers.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+SIM_ARGS ?=
+
+.PHONY: help install lock lint format test test-fast demo sim airflow bench services-start services-stop clean
+
+help:
+	@echo "make install   create/update .venv from the pinned requirements (no-op when up to date)"
+	@echo "make test      install + ruff + the whole pytest suite (embedded PostgreSQL/Redis, simulator)"
+	@echo "make demo      run the acceptance loads offline and print bar counts"
+	@echo "make sim       run the offline Massive API simulator in the foreground (SIM_ARGS=...)"
+	@echo "make airflow   run Airflow standalone on the embedded services"
+	@echo "make bench     run the benchmarks and write docs/benchmarks.md"
+	@echo "make lock      re-resolve requirements*.txt from requirements*.in"
+
+install: $(STAMP)
+
+# The stamp depends on the lock files, so a second `make install` is a no-op until they change.
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11+ is required ($(PYTHON) is $$($(PYTHON) --version))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$$(grep -E '^uv==' requirements-dev.txt)"
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/python devtools/tickstock_dev/pathfile.py
+	touch $(STAMP)
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements-dev.in -o requirements-dev.txt
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: $(STAMP) lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m tickstock_dev.demo
+
+sim: $(STAMP)
+	$(BIN)/python -m massive_sim $(SIM_ARGS)
+
+airflow: $(STAMP)
+	$(BIN)/python -m tickstock_dev.airflow_local
+
+bench: $(STAMP)
+	$(BIN)/python -m tickstock_dev.bench
+
+services-start: $(STAMP)
+	$(BIN)/python -m tickstock_dev.services start
+
+services-stop: $(STAMP)
+	$(BIN)/python -m tickstock_dev.services stop
+
+clean: services-stop
+	rm -rf .state

@@ -1,0 +1,199 @@
+"""Job status for TickStockAppV2, kept in Redis.
+
+TickStockAppV2 polls the hash ``tickstock.jobs.status:{job_id}`` and listens on the channel
+``tickstock.jobs.status``. Many mapped Airflow tasks report into the same job at once, so every
+change is one Lua script: counters are incremented server-side, the ``results`` JSON is rebuilt
+from them, the TTL is renewed and the new state is PUBLISHed, all atomically. No task ever
+read-modify-writes the hash from Python, so no update is lost.
+
+Hash fields: ``job_id``, ``status``, ``progress`` (0-100), ``total_symbols``, ``message``,
+``results`` (JSON: symbols_loaded, symbols_failed, hourly_bars, daily_bars, weekly_bars,
+monthly_bars, errors[]), ``updated_at`` (ISO-8601 UTC), plus ``run_id`` / ``source`` /
+``job_type`` when known. Internal counters are kept under ``r:<name>`` and ``batches_*``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import redis
+
+STATUS_KEY_PREFIX = "tickstock.jobs.status:"
+STATUS_CHANNEL = "tickstock.jobs.status"
+DEFAULT_TTL = timedelta(days=7)
+RESULT_COUNTERS = (
+    "symbols_loaded",
+    "symbols_failed",
+    "hourly_bars",
+    "daily_bars",
+    "weekly_bars",
+    "monthly_bars",
+)
+MAX_ERRORS_KEPT = 200
+
+
+class JobState(StrEnum):
+    """The ``status`` values TickStockAppV2 understands."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+
+
+# KEYS: status hash, error list. ARGV: fields JSON, counter increments JSON, counter values JSON,
+# new errors JSON, batches-done increment, ttl seconds, channel, now (ISO), counter names JSON.
+_UPDATE_LUA = """
+local key, errkey = KEYS[1], KEYS[2]
+local fields = cjson.decode(ARGV[1])
+local incr = cjson.decode(ARGV[2])
+local set = cjson.decode(ARGV[3])
+local errors = cjson.decode(ARGV[4])
+local batches = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[6])
+for name, value in pairs(fields) do redis.call('HSET', key, name, tostring(value)) end
+for name, value in pairs(incr) do redis.call('HINCRBY', key, 'r:' .. name, value) end
+for name, value in pairs(set) do redis.call('HSET', key, 'r:' .. name, value) end
+for _, err in ipairs(errors) do redis.call('RPUSH', errkey, err) end
+redis.call('LTRIM', errkey, 0, tonumber(ARGV[10]) - 1)
+if batches > 0 then
+  local done = redis.call('HINCRBY', key, 'batches_done', batches)
+  local total = tonumber(redis.call('HGET', key, 'batches_total') or '0')
+  if total > 0 and fields['progress'] == nil then
+    redis.call('HSET', key, 'progress', math.min(99, math.floor(100 * done / total)))
+  end
+end
+local parts = {}
+for _, name in ipairs(cjson.decode(ARGV[9])) do
+  parts[#parts + 1] = cjson.encode(name) .. ':' .. (redis.call('HGET', key, 'r:' .. name) or '0')
+end
+local errs = {}
+for _, err in ipairs(redis.call('LRANGE', errkey, 0, -1)) do errs[#errs + 1] = cjson.encode(err) end
+parts[#parts + 1] = '"errors":[' .. table.concat(errs, ',') .. ']'
+redis.call('HSET', key, 'results', '{' .. table.concat(parts, ',') .. '}', 'updated_at', ARGV[8])
+redis.call('HSETNX', key, 'job_id', string.sub(key, string.len(ARGV[11]) + 1))
+redis.call('EXPIRE', key, ttl)
+redis.call('EXPIRE', errkey, ttl)
+local public = {}
+local all = redis.call('HGETALL', key)
+for i = 1, #all, 2 do
+  local name = all[i]
+  local value = all[i + 1]
+  if name == 'results' or name == 'progress' or name == 'total_symbols' then
+    public[#public + 1] = cjson.encode(name) .. ':' .. value  -- already JSON / a number
+  elseif string.sub(name, 1, 2) ~= 'r:' and string.sub(name, 1, 8) ~= 'batches_' then
+    public[#public + 1] = cjson.encode(name) .. ':' .. cjson.encode(value)
+  end
+end
+local payload = '{' .. table.concat(public, ',') .. '}'
+redis.call('PUBLISH', ARGV[7], payload)
+return payload
+"""
+
+
+def status_key(job_id: str) -> str:
+    """Return the Redis hash key of ``job_id``'s status."""
+    return f"{STATUS_KEY_PREFIX}{job_id}"
+
+
+def _decode(payload: Mapping[str, str]) -> dict[str, Any]:
+    state: dict[str, Any] = dict(payload)
+    for name in ("progress", "total_symbols"):
+        if name in state:
+            state[name] = int(state[name])
+    if "results" in state:
+        state["results"] = json.loads(state["results"])
+    return state
+
+
+class JobStatusStore:
+    """Read and atomically update job statuses in Redis.
+
+    :param client: a Redis client (``decode_responses`` may be on or off)
+    :param ttl: how long a status is kept after its last update (7 days)
+    """
+
+    def __init__(self, client: redis.Redis, *, ttl: timedelta = DEFAULT_TTL) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._script = client.register_script(_UPDATE_LUA)
+
+    def update(
+        self,
+        job_id: str,
+        *,
+        status: JobState | str | None = None,
+        progress: int | None = None,
+        message: str | None = None,
+        total_symbols: int | None = None,
+        batches_total: int | None = None,
+        fields: Mapping[str, str] | None = None,
+        increments: Mapping[str, int] | None = None,
+        results: Mapping[str, int] | None = None,
+        errors: Sequence[str] = (),
+        batches_done: int = 0,
+    ) -> dict[str, Any]:
+        """Apply one change atomically, publish it, and return the job's new public state.
+
+        :param increments: result counters to add to (e.g. ``{"daily_bars": 504}``)
+        :param results: result counters to set to absolute values
+        :param errors: messages appended to ``results.errors``
+        :param batches_done: finished mapped batches; moves ``progress`` towards 99 until a
+            final update sets it to 100
+        """
+        if not job_id:
+            raise ValueError("job_id is required for a job status")
+        for name in (*(increments or {}), *(results or {})):
+            if name not in RESULT_COUNTERS:
+                raise ValueError(
+                    f"unknown result counter {name!r}; expected one of {', '.join(RESULT_COUNTERS)}"
+                )
+        patch: dict[str, str | int] = dict(fields or {})
+        if status is not None:
+            patch["status"] = JobState(status).value
+        if progress is not None:
+            patch["progress"] = max(0, min(100, progress))
+        if message is not None:
+            patch["message"] = message
+        if total_symbols is not None:
+            patch["total_symbols"] = total_symbols
+        if batches_total is not None:
+            patch["batches_total"] = batches_total
+        payload = self._script(
+            keys=[status_key(job_id), f"{status_key(job_id)}:errors"],
+            args=[
+                json.dumps(patch),
+                json.dumps(dict(increments or {})),
+                json.dumps(dict(results or {})),
+                json.dumps(list(errors)),
+                batches_done,
+                int(self._ttl.total_seconds()),
+                STATUS_CHANNEL,
+                datetime.now(UTC).isoformat(timespec="milliseconds"),
+                json.dumps(list(RESULT_COUNTERS)),
+                MAX_ERRORS_KEPT,
+                STATUS_KEY_PREFIX,
+            ],
+        )
+        if isinstance(payload, bytes):
+            payload = payload.decode()
+        return json.loads(payload)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """Return the job's public state, or ``None`` when it is unknown or expired."""
+        raw = self._client.hgetall(status_key(job_id))
+        if not raw:
+            return None
+        text = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+        public = {k: v for k, v in text.items() if not k.startswith(("r:", "batches_"))}
+        return _decode(public)

@@ -50,6 +50,7 @@ def schema_statements() -> list[sql.Composable]:
     statements: list[sql.Composable] = [
         sql.SQL(read_sql("ddl/timescaledb_extension.sql")),
         sql.SQL(read_sql("ddl/symbols.sql")),
+        sql.SQL(read_sql("ddl/staging.sql")),
     ]
     for table in OHLCV_TABLES.values():
         statements.append(ohlcv_table_ddl(table))

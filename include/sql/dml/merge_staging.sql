@@ -1,0 +1,31 @@
+-- Move one load_key's staged bars into an OHLCV table, in the caller's transaction.
+-- {table}, {time_column} (identifiers) and {staged_key} (bar_start or period) are filled per
+-- timeframe; the load key is a bind parameter. Rows whose values did not change are left alone
+-- (no dead tuples, updated_at keeps meaning "last changed"); RETURNING tells inserts from updates.
+WITH staged AS (
+    DELETE FROM ohlcv_staging
+     WHERE load_key = %(load_key)s
+    RETURNING symbol, bar_start, period, open, high, low, close, volume, vwap, transactions
+), deduplicated AS (
+    -- The API has sent duplicate bars; bars are validated upstream, this keeps the statement safe.
+    SELECT DISTINCT ON (symbol, {staged_key}) *
+      FROM staged
+     ORDER BY symbol, {staged_key}, bar_start
+)
+INSERT INTO {table} AS t (symbol, {time_column}, open, high, low, close, volume, vwap, transactions)
+SELECT symbol, {staged_key}, open, high, low, close, volume, vwap, transactions
+  FROM deduplicated
+ON CONFLICT (symbol, {time_column}) DO UPDATE
+   SET open = EXCLUDED.open,
+       high = EXCLUDED.high,
+       low = EXCLUDED.low,
+       close = EXCLUDED.close,
+       volume = EXCLUDED.volume,
+       vwap = EXCLUDED.vwap,
+       transactions = EXCLUDED.transactions,
+       updated_at = now()
+ WHERE (t.open, t.high, t.low, t.close, t.volume, t.vwap, t.transactions)
+       IS DISTINCT FROM
+       (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap,
+        EXCLUDED.transactions)
+RETURNING symbol, (xmax = 0) AS inserted

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from tickstock.bars import Bar
+from tickstock.staging import load_key, merge_staged, purge_stale_staging, stage_bars
+from tickstock.timeframes import Timeframe
+
+pytestmark = pytest.mark.integration
+
+
+def _day_bar(symbol: str, day: int, close: str = "101.5", volume: str = "1.029145e+06") -> Bar:
+    start = datetime(2025, 12, day, 5, tzinfo=UTC)
+    return Bar(symbol, Timeframe.DAY, start, date(2025, 12, day), Decimal("100.25"), Decimal("102"),
+               Decimal("99.5"), Decimal(close), Decimal(volume), Decimal("100.9"), 1234)  # fmt: skip
+
+
+def _rows(conn, table="ohlcv_daily"):
+    return conn.execute(f"SELECT symbol, date, close, volume FROM {table} ORDER BY 1, 2").fetchall()
+
+
+def test_stage_then_merge_inserts_then_rerun_changes_nothing_then_new_values_update(pg_conn):
+    key = load_key("manual__1", "day", 0)
+    bars = [_day_bar("SCHG", 1), _day_bar("SCHG", 2), _day_bar("VUG", 1)]
+    assert stage_bars(pg_conn, key, bars) == {"SCHG": 2, "VUG": 1}
+    first = merge_staged(pg_conn, key, Timeframe.DAY)
+    assert (first.inserted.total(), first.updated.total(), first.unchanged) == (3, 0, 0)
+    assert first.staged == {"SCHG": 2, "VUG": 1}
+    assert _rows(pg_conn) == [
+        ("SCHG", date(2025, 12, 1), Decimal("101.5"), Decimal("1029145")),
+        ("SCHG", date(2025, 12, 2), Decimal("101.5"), Decimal("1029145")),
+        ("VUG", date(2025, 12, 1), Decimal("101.5"), Decimal("1029145")),
+    ]
+    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (0,)
+
+    stage_bars(pg_conn, key, bars)
+    again = merge_staged(pg_conn, key, Timeframe.DAY)
+    assert (again.inserted.total(), again.updated.total(), again.unchanged) == (0, 0, 3)
+
+    stage_bars(pg_conn, key, [_day_bar("SCHG", 2, close="103.75")])
+    changed = merge_staged(pg_conn, key, Timeframe.DAY)
+    assert changed.updated == {"SCHG": 1}
+    assert _rows(pg_conn)[1][2] == Decimal("103.75")
+    assert len(_rows(pg_conn)) == 3
+
+
+def test_restaging_a_key_replaces_a_failed_attempts_rows(pg_conn):
+    key = load_key("manual__2", Timeframe.DAY, 7)
+    stage_bars(pg_conn, key, [_day_bar("SPY", 1), _day_bar("SPY", 2)])
+    stage_bars(pg_conn, key, [_day_bar("SPY", 1)])  # the retry
+    assert merge_staged(pg_conn, key, "day").staged == {"SPY": 1}
+
+
+def test_hourly_bars_are_keyed_by_their_instant_and_duplicates_collapse(pg_conn):
+    key = load_key("manual__3", Timeframe.HOUR, 0)
+    start = datetime(2025, 12, 1, 14, tzinfo=UTC)
+    bar = Bar("SPY", Timeframe.HOUR, start, None, *(Decimal(v) for v in ("1", "2", "0.5", "1.5", "10")))
+    stage_bars(pg_conn, key, [bar, bar])
+    result = merge_staged(pg_conn, key, Timeframe.HOUR)
+    assert result.inserted == {"SPY": 1}
+    stored = pg_conn.execute('SELECT "timestamp", vwap, transactions FROM ohlcv_hourly').fetchall()
+    assert stored == [(start, None, None)]
+
+
+def test_other_load_keys_are_untouched_and_stale_rows_are_purged(pg_conn):
+    stage_bars(pg_conn, load_key("r1", "day", 0), [_day_bar("SPY", 1)])
+    stage_bars(pg_conn, load_key("r2", "day", 0), [_day_bar("QQQ", 1)])
+    merge_staged(pg_conn, load_key("r1", "day", 0), "day")
+    assert pg_conn.execute("SELECT symbol FROM ohlcv_staging").fetchall() == [("QQQ",)]
+    assert purge_stale_staging(pg_conn, "1 hour") == 0
+    pg_conn.execute("UPDATE ohlcv_staging SET staged_at = now() - interval '2 days'")
+    assert purge_stale_staging(pg_conn) == 1

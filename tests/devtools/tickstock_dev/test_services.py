@@ -47,8 +47,11 @@ def test_postgres_url_env_replaces_the_embedded_server(tmp_path, service_urls):
     }
     out = subprocess.run(
         [sys.executable, "-m", "tickstock_dev.services", "env"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"export TICKSTOCK_POSTGRES_URL='{service_urls.postgres_url}'" in out
     conn_line = next(
         line for line in out.splitlines() if line.startswith("export AIRFLOW_CONN_TICKSTOCK_DB=")
@@ -90,8 +93,11 @@ def test_start_reuses_running_servers_and_stop_stops_them(tmp_path):
     def cli(*args: str) -> str:
         return subprocess.run(
             [sys.executable, "-m", "tickstock_dev.services", *args],
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     try:
         first = cli("start")

@@ -60,8 +60,14 @@ def test_in_progress_session_expects_only_bars_that_can_exist():
 
 
 def test_extended_hours_and_disabled_hourly():
-    w = plan_windows(as_of=date(2025, 11, 28), days=1, timeframes=(Timeframe.HOUR,), hourly_days=1,
-                     extended_hours=True, now=AFTER_CLOSE_DEC_2)  # fmt: skip
+    w = plan_windows(
+        as_of=date(2025, 11, 28),
+        days=1,
+        timeframes=(Timeframe.HOUR,),
+        hourly_days=1,
+        extended_hours=True,
+        now=AFTER_CLOSE_DEC_2,
+    )
     assert _et_hours(w[Timeframe.HOUR]) == list(range(4, 17))  # early close + 4h after-hours
     assert plan_windows(as_of=date(2025, 11, 28), days=1, timeframes=(Timeframe.HOUR,), hourly_days=0) == {}
 

@@ -312,9 +312,7 @@ def airflow_connection_env(urls: ServiceUrls) -> dict[str, str]:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tickstock_dev.services", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m tickstock_dev.services", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["start", "stop", "status", "env"])
     args = parser.parse_args(argv)
     base = state_dir()

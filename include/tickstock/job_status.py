@@ -156,9 +156,7 @@ class JobStatusStore:
             raise ValueError("job_id is required for a job status")
         for name in (*(increments or {}), *(results or {})):
             if name not in RESULT_COUNTERS:
-                raise ValueError(
-                    f"unknown result counter {name!r}; expected one of {', '.join(RESULT_COUNTERS)}"
-                )
+                raise ValueError(f"unknown result counter {name!r}; expected one of {', '.join(RESULT_COUNTERS)}")
         patch: dict[str, str | int] = dict(fields or {})
         if status is not None:
             patch["status"] = JobState(status).value

@@ -44,9 +44,7 @@ class LoadSummary:
     def errors(self) -> list[str]:
         errors = [f"{symbol}: {reason}" for symbol, reason in self.failed.items()]
         if self.missing_batches:
-            errors.append(
-                f"{self.missing_batches} fetch/upsert batch(es) failed after retries; see the task logs"
-            )
+            errors.append(f"{self.missing_batches} fetch/upsert batch(es) failed after retries; see the task logs")
         if self.check_passed is False:
             errors.append(f"bar-count check failed: {self.check_summary}")
         return errors
@@ -101,9 +99,7 @@ def summarise(
             summary.failed.setdefault(symbol, f"{timeframe.value} bars: {reason}")
         for symbol, reasons in result.get("invalid", {}).items():
             if reasons:
-                summary.failed.setdefault(
-                    symbol, f"{timeframe.value} bars rejected: {'; '.join(reasons[:3])}"
-                )
+                summary.failed.setdefault(symbol, f"{timeframe.value} bars rejected: {'; '.join(reasons[:3])}")
     summary.missing_batches = max(0, planned_batches - seen)
     for symbol in unknown_symbols:
         if symbol not in summary.failed and not bars_per_symbol[symbol]:

@@ -68,9 +68,7 @@ def symbols_with_fresh_metadata(conn: psycopg.Connection, symbols: Iterable[str]
     return {row[0] for row in rows}
 
 
-def register_symbols(
-    conn: psycopg.Connection, rows: Iterable[Mapping[str, Any]], fresh: Iterable[str] = ()
-) -> int:
+def register_symbols(conn: psycopg.Connection, rows: Iterable[Mapping[str, Any]], fresh: Iterable[str] = ()) -> int:
     """Upsert symbol rows and touch ``last_updated`` of the ``fresh`` ones, in one transaction."""
     rows = list(rows)
     with conn.transaction(), conn.cursor() as cur:

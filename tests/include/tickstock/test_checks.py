@@ -53,9 +53,7 @@ def test_ohlc_violations_fail_and_hourly_and_periods_are_counted(pg_conn):
     _insert(pg_conn, "ohlcv_weekly", "week_start", "SPY", windows[Timeframe.WEEK].expected)
     _insert(pg_conn, "ohlcv_monthly", "month_start", "SPY", windows[Timeframe.MONTH].expected, high="1.2")
     counts = [
-        c
-        for tf in (Timeframe.HOUR, Timeframe.WEEK, Timeframe.MONTH)
-        for c in count_bars(pg_conn, windows[tf], ["SPY"])
+        c for tf in (Timeframe.HOUR, Timeframe.WEEK, Timeframe.MONTH) for c in count_bars(pg_conn, windows[tf], ["SPY"])
     ]
     assert [(c.timeframe, c.expected, c.present, c.invalid) for c in counts] == [
         ("hour", 11, 11, 0),
@@ -67,9 +65,7 @@ def test_ohlc_violations_fail_and_hourly_and_periods_are_counted(pg_conn):
 
 def test_expectations_start_at_the_list_date(pg_conn):
     windows = _windows()
-    register_symbols(
-        pg_conn, [symbol_row("NEWCO", {"name": "NewCo", "list_date": "2025-10-15", "active": True})]
-    )
+    register_symbols(pg_conn, [symbol_row("NEWCO", {"name": "NewCo", "list_date": "2025-10-15", "active": True})])
     counts = {
         c.timeframe: c
         for tf in (Timeframe.DAY, Timeframe.WEEK, Timeframe.MONTH)

@@ -75,9 +75,7 @@ def test_extended_hours_and_disabled_hourly():
 def test_dates_do_not_depend_on_the_host_time_zone(monkeypatch):
     import time as time_module
 
-    expected = plan_windows(
-        as_of=date(2025, 11, 30), days=90, timeframes=ALL_TIMEFRAMES, now=AFTER_CLOSE_DEC_2
-    )
+    expected = plan_windows(as_of=date(2025, 11, 30), days=90, timeframes=ALL_TIMEFRAMES, now=AFTER_CLOSE_DEC_2)
     for tz in ("America/Los_Angeles", "Asia/Tokyo"):
         monkeypatch.setenv("TZ", tz)
         time_module.tzset()

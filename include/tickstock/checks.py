@@ -10,6 +10,7 @@ hours legitimately have no bar.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,8 @@ from tickstock.sqlfiles import read_sql
 from tickstock.timeframes import Timeframe, table_for
 
 if TYPE_CHECKING:
+    from datetime import date
+
     import psycopg
 
     from tickstock.windows import LoadWindow
@@ -82,8 +85,13 @@ class CheckOutcome:
         return "; ".join(parts) or "all bar counts exact"
 
 
-def count_bars(conn: psycopg.Connection, window: LoadWindow, symbols: list[str]) -> list[SymbolCount]:
-    """Run ``checks/bar_counts.sql`` for one timeframe's window."""
+def count_bars(
+    conn: psycopg.Connection, window: LoadWindow, symbols: list[str], since: Mapping[str, date] | None = None
+) -> list[SymbolCount]:
+    """Run ``checks/bar_counts.sql`` for one timeframe's window.
+
+    :param since: per-symbol first date to expect bars from (default: the whole window)
+    """
     table = table_for(window.timeframe)
     first_day, last_day = _PERIOD_DAYS[window.timeframe]
     statement = sql.SQL(read_sql("checks/bar_counts.sql")).format(
@@ -96,6 +104,7 @@ def count_bars(conn: psycopg.Connection, window: LoadWindow, symbols: list[str])
     params = {
         "keys": list(window.expected),
         "symbols": symbols,
+        "since": [(since or {}).get(symbol) for symbol in symbols],
         "first": window.expected[0],
         "last": window.expected[-1],
     }

@@ -1,5 +1,6 @@
 -- Exact bar-count check for one timeframe: per symbol, the bars the XNYS calendar says must
--- exist (bounded by the symbol's list and delisting dates) vs the bars stored, plus bars stored
+-- exist (bounded by the symbol's list and delisting dates, and by an optional per-symbol
+-- `since` date: the nightly refresh checks only history a symbol was loaded with) vs the bars stored, plus bars stored
 -- where none should be (a date shifted by a time-zone bug lands on a weekend or holiday) and
 -- OHLC invariant violations.
 -- Identifiers/expressions per timeframe: {table}, {time_column}, {period_first_day},
@@ -8,10 +9,11 @@ WITH keys AS (
     SELECT unnest(%(keys)s::{key_type}[]) AS key
 ), expected AS (
     SELECT sym.symbol, keys.key
-      FROM unnest(%(symbols)s::text[]) AS sym(symbol)
+      FROM unnest(%(symbols)s::text[], %(since)s::date[]) AS sym(symbol, since)
      CROSS JOIN keys
       LEFT JOIN symbols s ON s.symbol = sym.symbol
      WHERE (s.list_date IS NULL OR {period_last_day} >= s.list_date)
+       AND (sym.since IS NULL OR {period_last_day} >= sym.since)
        AND (s.delisted_at IS NULL
             OR {period_first_day} <= (s.delisted_at AT TIME ZONE 'America/New_York')::date)
 ), stored AS (

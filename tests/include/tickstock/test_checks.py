@@ -74,3 +74,10 @@ def test_expectations_start_at_the_list_date(pg_conn):
     assert counts["day"].expected == 32  # sessions 2025-10-15 .. 2025-11-28 (13 + 19)
     assert counts["week"].expected == 7  # the week of 10-12 (contains the list date) onwards
     assert counts["month"].expected == 2  # October and November
+
+
+def test_a_per_symbol_since_date_bounds_expectations(pg_conn):
+    day = _windows()[Timeframe.DAY]
+    _insert(pg_conn, "ohlcv_daily", "date", "SPY", [d for d in day.expected if d >= date(2025, 11, 24)])
+    counts = count_bars(pg_conn, day, ["SPY"], since={"SPY": date(2025, 11, 24)})
+    assert counts == [SymbolCount("SPY", "day", 4, 4, 0, 0)]

@@ -260,6 +260,8 @@ class Engine:
         taken: list[Bars] = []
         used = 0
         for chunk in chunks:
+            if len(chunk) == 0:
+                continue
             cum = used + np.cumsum(chunk.base)
             fit = int(np.searchsorted(cum, q.limit, side="right"))
             if fit == 0 and used == 0:

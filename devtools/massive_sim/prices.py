@@ -60,12 +60,17 @@ class Bars:
     vwv: np.ndarray
     n: np.ndarray
     base: np.ndarray
+    #: Pre-rendered JSON objects, one per bar, when cached (day bars); None means render on demand.
+    frags: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.t)
 
     def take(self, idx: np.ndarray | slice) -> Bars:
-        return Bars(*(getattr(self, f)[idx] for f in _FIELDS))
+        out = Bars(*(getattr(self, f)[idx] for f in _FIELDS))
+        if self.frags is not None and isinstance(idx, slice):
+            out.frags = self.frags[idx]
+        return out
 
     @property
     def vw(self) -> np.ndarray:
@@ -77,7 +82,10 @@ class Bars:
             return empty_bars()
         if len(parts) == 1:
             return parts[0]
-        return Bars(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+        out = Bars(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+        if all(p.frags is not None for p in parts):
+            out.frags = [frag for p in parts for frag in p.frags or ()]
+        return out
 
 
 _FIELDS = ("t", "o", "h", "l", "c", "v", "vwv", "n", "base")
@@ -330,13 +338,14 @@ class PriceModel:
             last_year = s.dates[full_hi - 1].year
             for year in range(first_year, last_year + 1):
                 block = self._year_block(tidx, year, version)
-                y_lo, y_hi = _year_bounds(s, year)
-                a, b = max(lo, y_lo), min(full_hi, y_hi)
+                a = int(np.searchsorted(block.base, lo, side="left"))  # base: session ordinals
+                b = int(np.searchsorted(block.base, full_hi, side="left"))
                 if a < b:
-                    sel = (block.base >= a) & (block.base < b)  # base holds the session ordinal here
-                    parts.append(block.take(sel))
+                    parts.append(block.take(slice(a, b)))
         if full_hi < hi:
-            parts.append(self._day_rows(np.array([tidx]), np.array([full_hi]), version, now_ms))
+            partial = self._day_rows(np.array([tidx]), np.array([full_hi]), version, now_ms)
+            partial.frags = render_bars(partial)
+            parts.append(partial)
         bars = Bars.concat(parts)
         bars.base = np.ones(len(bars), dtype=np.int64)
         return bars
@@ -354,6 +363,8 @@ class PriceModel:
         sidx = sidx[sidx >= 1]  # ordinal 0 has no previous close to open from
         block = self._day_rows(np.full(len(sidx), tidx), sidx, version, None)
         block.base = np.searchsorted(s.day_ms, block.t).astype(np.int64)
+        # Rendering floats dominates a cached request's cost: render each complete day once.
+        block.frags = render_bars(block)
         self._day_blocks[key] = block
         if len(self._day_blocks) > self.day_block_cache_size:
             self._day_blocks.popitem(last=False)
@@ -379,6 +390,32 @@ class PriceModel:
 
 
 _REFERENCE_SESSION = dt.date(2025, 12, 1)
+
+
+def render_bars(bars: Bars, symbols: list[str] | None = None) -> list[str]:
+    """JSON objects of the bars, field order as in the real API's recorded responses."""
+    if symbols is None and bars.frags is not None:
+        return list(bars.frags)
+    cols = zip(
+        bars.v.tolist(),
+        bars.vw.tolist(),
+        bars.o.tolist(),
+        bars.c.tolist(),
+        bars.h.tolist(),
+        bars.l.tolist(),
+        bars.t.tolist(),
+        bars.n.tolist(),
+        strict=True,
+    )
+    if symbols is None:
+        return [
+            f'{{"v":{float(v)!r},"vw":{vw!r},"o":{o!r},"c":{c!r},"h":{h!r},"l":{lo!r},"t":{t},"n":{n}}}'
+            for v, vw, o, c, h, lo, t, n in cols
+        ]
+    return [
+        f'{{"T":"{sym}","v":{float(v)!r},"vw":{vw!r},"o":{o!r},"c":{c!r},"h":{h!r},"l":{lo!r},"t":{t},"n":{n}}}'
+        for sym, (v, vw, o, c, h, lo, t, n) in zip(symbols, cols, strict=True)
+    ]
 
 
 def _is_complete(s: Sessions, ordinal: int, now_ms: int) -> bool:

@@ -45,7 +45,7 @@ def test_day_bars_are_exact_decimals_dated_in_new_york_across_a_dst_change():
         Decimal("642646396"), Decimal("1.469"), 82132,
     )  # fmt: skip
     assert isinstance(first.volume, Decimal)
-    assert decode_json(b"{\"v\": 1.029145e+06}")["v"] == Decimal(1029145)
+    assert decode_json(b'{"v": 1.029145e+06}')["v"] == Decimal(1029145)
     assert second.start == datetime(2005, 4, 4, 4, tzinfo=UTC)  # midnight EDT
     assert second.period == date(2005, 4, 4) == second.key
 

@@ -267,6 +267,15 @@ class MassiveHook(HttpHook):
                 )
             return self._budget
 
+    def prepare(self) -> None:
+        """Resolve the connection(s), session and rate budget now, in the calling thread.
+
+        Call before handing the hook to a thread pool: connection look-ups then happen once, in
+        the task's main thread, and the threads only share the ready session.
+        """
+        self._shared_session()
+        self._rate_budget()
+
     @property
     def requests_made(self) -> int:
         """HTTP requests this hook has sent (every attempt and page counts)."""

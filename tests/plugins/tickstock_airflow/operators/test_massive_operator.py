@@ -113,3 +113,103 @@ def test_hourly_batch_keeps_the_regular_session_by_default(massive_conn, pg_conn
 )
 def test_symbols_may_arrive_as_rendered_strings(value, expected):
     assert normalise_symbols(value) == expected
+
+
+# dag.test() runs DAGs it can find in a bundle, so the test DAG is written to a folder of its own
+# and registered as a bundle for this test; its source lives here.
+TEST_DAG_SOURCE = """
+import pendulum
+
+from airflow.sdk import DAG
+from tickstock_airflow.hooks.massive import MASSIVE_POOL
+from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
+
+with DAG(
+    "massive_operator_test",
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    params={"end": "2025-12-02"},
+) as dag:
+    MassiveBarsToStagingOperator.partial(
+        task_id="fetch_bars",
+        timeframe="day",
+        start="2025-11-03",
+        end="{{ params.end }}",
+        retry_base_delay=0.01,
+        pool=MASSIVE_POOL,
+    ).expand_kwargs(
+        [
+            {"symbols": ["SPY", "SCHG"], "staging_key": "{{ run_id }}|day|0"},
+            {"symbols": ["VUG"], "staging_key": "{{ run_id }}|day|1"},
+        ]
+    )
+"""
+
+
+@pytest.fixture
+def dag_bundle_file(tmp_path, monkeypatch):
+    """The test DAG as a file in a bundle of its own (listed first, so dag.test() finds it fast)."""
+    from airflow.models.pool import Pool
+
+    path = tmp_path / "massive_operator_test.py"
+    path.write_text(TEST_DAG_SOURCE)
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [
+        {"name": "massive-operator-test", "classpath": local, "kwargs": {"path": str(tmp_path)}},
+        {"name": "dags-folder", "classpath": local, "kwargs": {}},
+    ]
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    Pool.create_or_update_pool("massive_api", slots=2, description="Massive API", include_deferred=False)
+    return path
+
+
+def test_mapped_through_airflow_with_no_api_key_in_task_logs_or_xcom(
+    massive_conn, api_key, pg_conn, dag_bundle_file, capfd
+):
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    massive_conn.configure(fail_next_n=1, fail_next_status=503)  # one retry shows up in the log
+    namespace: dict = {}
+    exec(compile(TEST_DAG_SOURCE, str(dag_bundle_file), "exec"), namespace)
+    run = namespace["dag"].test()
+
+    assert run.state == "success"
+    with create_session() as session:
+        xcoms = session.query(XComModel).filter_by(dag_id="massive_operator_test", run_id=run.run_id).all()
+        rendered = session.query(RenderedTaskInstanceFields).filter_by(
+            dag_id="massive_operator_test", run_id=run.run_id
+        )
+        rendered_fields = [json.dumps(r.rendered_fields, default=str) for r in rendered]
+        values = {x.map_index: x.value for x in xcoms if x.key == "return_value"}
+    assert values == {
+        0: {
+            "staging_key": f"{run.run_id}|day|0",
+            "timeframe": "day",
+            "bars": {"SPY": len(SESSIONS), "SCHG": len(SESSIONS)},
+            "failed": {},
+            "invalid": {},
+            "requests": 3,
+        },
+        1: {
+            "staging_key": f"{run.run_id}|day|1",
+            "timeframe": "day",
+            "bars": {"VUG": len(SESSIONS)},
+            "failed": {},
+            "invalid": {},
+            "requests": 1,
+        },
+    }
+    assert _staged(pg_conn, f"{run.run_id}|day|0") == {"SCHG": len(SESSIONS), "SPY": len(SESSIONS)}
+    task_log = capfd.readouterr()
+    assert (
+        "Fetching SPY day bars (attempt 1/6)" in task_log.out
+        or "Fetching SCHG day bars (attempt 1/6)" in (task_log.out)
+    )
+    assert "server error 503, waiting" in task_log.out
+    assert f"✓ API returned {len(SESSIONS)} day bars for VUG" in task_log.out
+    assert len(rendered_fields) == 2
+    leaks = [t for t in (task_log.out, task_log.err, json.dumps(values), *rendered_fields) if api_key in t]
+    assert not leaks

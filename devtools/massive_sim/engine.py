@@ -25,7 +25,7 @@ from massive_sim.calendar import (
     et_midnight_ms,
     window_start_ms,
 )
-from massive_sim.prices import Bars, PriceModel, empty_bars
+from massive_sim.prices import Bars, PriceModel, empty_bars, render_bars
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -169,7 +169,7 @@ class Engine:
         self.model = model
         self.universe = universe
         self.sessions = model.sessions
-        self._grouped_cache: dict[tuple[int, int, int | None], tuple[list[str], Bars]] = {}
+        self._grouped_cache: dict[tuple[int, int, int | None], tuple[list[str], Bars, str]] = {}
 
     # -- custom bars ----------------------------------------------------------------------------
 
@@ -260,6 +260,8 @@ class Engine:
         taken: list[Bars] = []
         used = 0
         for chunk in chunks:
+            if len(chunk) == 0:
+                continue
             cum = used + np.cumsum(chunk.base)
             fit = int(np.searchsorted(cum, q.limit, side="right"))
             if fit == 0 and used == 0:
@@ -277,12 +279,15 @@ class Engine:
 
     # -- grouped daily --------------------------------------------------------------------------
 
-    def grouped(self, day: dt.date, version: int, now_ms: int) -> tuple[list[str], Bars]:
-        """Tickers and day bars of every simulated symbol trading on ``day`` (empty if closed)."""
+    def grouped(self, day: dt.date, version: int, now_ms: int) -> tuple[list[str], Bars, str]:
+        """Tickers, day bars and the rendered ``results`` items of every symbol trading on ``day``.
+
+        Empty on holidays, weekends and days the clock has not reached.
+        """
         s = self.sessions
         ordinal = s.index_of.get(day)
         if ordinal is None or int(s.grid_ms[ordinal]) >= now_ms:
-            return [], empty_bars()
+            return [], empty_bars(), ""
         end = int(s.grid_ms[ordinal]) + int(s.minutes[ordinal]) * 60_000
         cutoff = None if now_ms >= end else now_ms
         key = (ordinal, version, cutoff)
@@ -297,34 +302,11 @@ class Engine:
         bars = self.model.grouped_day(tickers, ordinal, version, now_ms)
         symbols = [tickers[i].ticker for i in bars.base.tolist()]
         bars.t = np.full(len(bars), int(s.close_16_ms[ordinal]), dtype=np.int64)
+        rendered = ",".join(render_bars(bars, symbols))
         if len(self._grouped_cache) >= 32:
             self._grouped_cache.pop(next(iter(self._grouped_cache)))
-        self._grouped_cache[key] = (symbols, bars)
-        return symbols, bars
-
-
-def render_bars(bars: Bars, symbols: list[str] | None = None) -> list[str]:
-    """JSON objects of the bars, field order as in the real API's recorded responses."""
-    cols = zip(
-        bars.v.tolist(),
-        bars.vw.tolist(),
-        bars.o.tolist(),
-        bars.c.tolist(),
-        bars.h.tolist(),
-        bars.l.tolist(),
-        bars.t.tolist(),
-        bars.n.tolist(),
-        strict=True,
-    )
-    if symbols is None:
-        return [
-            f'{{"v":{float(v)!r},"vw":{vw!r},"o":{o!r},"c":{c!r},"h":{h!r},"l":{lo!r},"t":{t},"n":{n}}}'
-            for v, vw, o, c, h, lo, t, n in cols
-        ]
-    return [
-        f'{{"T":"{sym}","v":{float(v)!r},"vw":{vw!r},"o":{o!r},"c":{c!r},"h":{h!r},"l":{lo!r},"t":{t},"n":{n}}}'
-        for sym, (v, vw, o, c, h, lo, t, n) in zip(symbols, cols, strict=True)
-    ]
+        self._grouped_cache[key] = (symbols, bars, rendered)
+        return symbols, bars, rendered
 
 
 def et_date(ms: int) -> dt.date:

@@ -174,18 +174,22 @@ class Stats:
         self.by_status: dict[str, int] = {}
         self.by_endpoint_status: dict[str, dict[str, int]] = {k: {} for k in ENDPOINT_KINDS}
         self.in_flight = 0
-        self.log: list[list[Any]] = []  # [arrival epoch s, kind, path, status or None]
+        self.generation = getattr(self, "generation", 0) + 1
+        # [arrival epoch s, kind, path, status or None, arrival monotonic s, generation]
+        self.log: list[list[Any]] = []
 
     def arrive(self, kind: str, path: str) -> list[Any]:
         self.total += 1
         self.by_endpoint[kind] += 1
         self.in_flight += 1
-        entry: list[Any] = [time.time(), kind, path, None]
+        entry: list[Any] = [time.time(), kind, path, None, time.monotonic(), self.generation]
         if len(self.log) < self.log_cap:
             self.log.append(entry)
         return entry
 
     def finish(self, entry: list[Any], status: int) -> None:
+        if entry[5] != self.generation:
+            return  # arrived before the last clear: not part of these statistics
         self.in_flight -= 1
         entry[3] = status
         key = str(status)
@@ -195,7 +199,9 @@ class Stats:
 
     def snapshot(self, include_log: bool) -> dict[str, Any]:
         arrivals = [e[0] for e in self.log]
-        accepted = [e[0] for e in self.log if e[3] is not None and e[3] != 429]
+        # Windows are measured on the monotonic clock the rate limiter uses, so they agree with it.
+        mono = [e[4] for e in self.log]
+        accepted = [e[4] for e in self.log if e[3] is not None and e[3] != 429]
         out: dict[str, Any] = {
             "total": self.total,
             "by_endpoint": dict(self.by_endpoint),
@@ -203,9 +209,9 @@ class Stats:
             "by_endpoint_status": {k: dict(v) for k, v in self.by_endpoint_status.items()},
             "in_flight": self.in_flight,
             "arrivals": arrivals,
-            "max_in_any_1s": max_in_window(arrivals, 1.0),
+            "max_in_any_1s": max_in_window(mono, 1.0),
             "max_accepted_in_any_1s": max_in_window(accepted, 1.0),
-            "max_in_any_60s": max_in_window(arrivals, 60.0),
+            "max_in_any_60s": max_in_window(mono, 60.0),
         }
         if include_log:
             out["requests"] = [

@@ -20,9 +20,9 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from massive_sim.calendar import load_sessions
-from massive_sim.engine import AggQuery, BadRequest, Engine, encode_cursor, render_bars
+from massive_sim.engine import AggQuery, BadRequest, Engine, encode_cursor
 from massive_sim.knobs import FaultDice, Knobs, RateLimiter, Stats, parse_latency, parse_now, parse_rate
-from massive_sim.prices import PriceModel
+from massive_sim.prices import PriceModel, render_bars
 from massive_sim.universe import Universe
 
 if TYPE_CHECKING:
@@ -190,18 +190,17 @@ class Simulator:
             adjusted = "true" if _parse_bool(request.query.get("adjusted")) else "false"
         except ValueError:
             return self.error(400, rid, "ERROR", "error", f"Could not parse the date: '{m['date']}'.")
-        symbols, bars = self.engine.grouped(day, self.knobs.data_version, self.now_ms())
+        symbols, _bars, rendered = self.engine.grouped(day, self.knobs.data_version, self.now_ms())
         if not symbols:
             body = (
                 f'{{"queryCount":0,"resultsCount":0,"adjusted":{adjusted},'
                 f'"status":"OK","request_id":"{rid}"}}'
             )
             return Reply(200, body.encode())
-        items = render_bars(bars, symbols)
-        n = len(items)
+        n = len(symbols)
         body = (
             f'{{"queryCount":{n},"resultsCount":{n},"adjusted":{adjusted},'
-            f'"results":[{",".join(items)}],"status":"OK","request_id":"{rid}"}}'
+            f'"results":[{rendered}],"status":"OK","request_id":"{rid}"}}'
         )
         return Reply(200, body.encode())
 

@@ -60,6 +60,14 @@ class SimHandle:
                 f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}"
             ) from exc
 
+    def get(self, path: str, params: dict[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
+        """GET an API path (or a full next_url) with the Bearer key; returns the requests.Response."""
+        import requests
+
+        url = path if path.startswith("http") else f"{self.url}{path}"
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        return requests.get(url, params=params, headers=headers, timeout=timeout)
+
     def configure(self, **knobs: Any) -> dict[str, Any]:
         """Change knobs at runtime (names as the CLI flags with underscores); returns all knobs."""
         return self._admin("POST", "/_sim/config", knobs)

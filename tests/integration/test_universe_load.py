@@ -41,7 +41,8 @@ def _job(redis_client, job_id):
     return JobStatusStore(redis_client).get(job_id)
 
 
-def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_dag):
+def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_dag, caplog, capfd):
+    caplog.set_level("INFO")
     run = run_dag("universe_load", {"symbols": ["SCHG", "VUG"], "days": 2, "as_of": "2025-12-02", "job_id": "two-day"})
     assert run.state == "success"
     assert _counts(pg_conn, ["SCHG", "VUG"]) == _expected(["SCHG", "VUG"], 14, 2, 1, 1)
@@ -59,6 +60,18 @@ def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_d
     names = dict(pg_conn.execute("SELECT symbol, name FROM symbols").fetchall())
     assert names == {"SCHG": "Schwab U.S. Large-Cap Growth ETF", "VUG": "Vanguard Growth ETF"}
     assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (0,)
+    # the design document's log lines, which operators grep for (task loggers print to the console)
+    logs = caplog.text + capfd.readouterr().out
+    for line in (
+        "=== PROCESSING JOB two-day ===",
+        "Symbols in message: ['SCHG', 'VUG']",
+        "Fetching SCHG hour bars (attempt 1/6)",
+        "✓ API returned 2 day bars for SCHG",
+        "✓ Inserted 14 bars into ohlcv_hourly for VUG",
+        "JOB COMPLETE: two-day",
+        "Hourly bars inserted: 28",
+    ):
+        assert line in logs, line
 
 
 def test_ninety_day_spy_load_matches_the_calendar_and_the_simulator_field_by_field(massive_conn, pg_conn, run_dag):

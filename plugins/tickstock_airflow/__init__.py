@@ -1,0 +1,1 @@
+"""Airflow-facing code of the TickStock loader: hooks, operators, sensors, triggers."""

@@ -86,3 +86,11 @@ def test_redis_client_kwargs_mirror_the_redis_hook():
         "host": "h", "port": 6380, "username": "u", "password": "p", "db": 3,
         "ssl": True, "ssl_cert_reqs": "none",
     }  # fmt: skip
+
+
+def test_a_long_blocking_read_is_not_cut_short_by_the_socket_timeout(redis_client, caplog):
+    """redis-py's default 5 s socket timeout must not turn a 6 s XREAD into a reconnect."""
+    trigger = make_trigger(block_seconds=6, idle_seconds=6)
+    event = asyncio.run(asyncio.wait_for(first_event(trigger), 30))
+    assert event.payload["status"] == "idle"
+    assert "Redis unavailable" not in caplog.text

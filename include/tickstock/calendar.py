@@ -43,8 +43,7 @@ def _check_range(day: date) -> None:
     cal = nyse()
     if not cal.first_session.date() <= day <= cal.last_session.date():
         raise ValueError(
-            f"{day} is outside the NYSE calendar's range "
-            f"{cal.first_session.date()}..{cal.last_session.date()}"
+            f"{day} is outside the NYSE calendar's range {cal.first_session.date()}..{cal.last_session.date()}"
         )
 
 

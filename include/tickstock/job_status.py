@@ -49,7 +49,8 @@ class JobState(StrEnum):
 
 
 # KEYS: status hash, error list. ARGV: fields JSON, counter increments JSON, counter values JSON,
-# new errors JSON, batches-done increment, ttl seconds, channel, now (ISO), counter names JSON.
+# new errors JSON, batches-done increment, ttl seconds, channel, now (ISO), counter names JSON,
+# max errors kept, key prefix, replace-errors flag.
 _UPDATE_LUA = """
 local key, errkey = KEYS[1], KEYS[2]
 local fields = cjson.decode(ARGV[1])
@@ -61,6 +62,7 @@ local ttl = tonumber(ARGV[6])
 for name, value in pairs(fields) do redis.call('HSET', key, name, tostring(value)) end
 for name, value in pairs(incr) do redis.call('HINCRBY', key, 'r:' .. name, value) end
 for name, value in pairs(set) do redis.call('HSET', key, 'r:' .. name, value) end
+if ARGV[12] == '1' then redis.call('DEL', errkey) end
 for _, err in ipairs(errors) do redis.call('RPUSH', errkey, err) end
 redis.call('LTRIM', errkey, 0, tonumber(ARGV[10]) - 1)
 if batches > 0 then
@@ -138,6 +140,7 @@ class JobStatusStore:
         increments: Mapping[str, int] | None = None,
         results: Mapping[str, int] | None = None,
         errors: Sequence[str] = (),
+        replace_errors: bool = False,
         batches_done: int = 0,
     ) -> dict[str, Any]:
         """Apply one change atomically, publish it, and return the job's new public state.
@@ -145,6 +148,7 @@ class JobStatusStore:
         :param increments: result counters to add to (e.g. ``{"daily_bars": 504}``)
         :param results: result counters to set to absolute values
         :param errors: messages appended to ``results.errors``
+        :param replace_errors: replace the error list instead (the final summary knows them all)
         :param batches_done: finished mapped batches; moves ``progress`` towards 99 until a
             final update sets it to 100
         """
@@ -152,9 +156,7 @@ class JobStatusStore:
             raise ValueError("job_id is required for a job status")
         for name in (*(increments or {}), *(results or {})):
             if name not in RESULT_COUNTERS:
-                raise ValueError(
-                    f"unknown result counter {name!r}; expected one of {', '.join(RESULT_COUNTERS)}"
-                )
+                raise ValueError(f"unknown result counter {name!r}; expected one of {', '.join(RESULT_COUNTERS)}")
         patch: dict[str, str | int] = dict(fields or {})
         if status is not None:
             patch["status"] = JobState(status).value
@@ -180,6 +182,7 @@ class JobStatusStore:
                 json.dumps(list(RESULT_COUNTERS)),
                 MAX_ERRORS_KEPT,
                 STATUS_KEY_PREFIX,
+                "1" if replace_errors else "0",
             ],
         )
         if isinstance(payload, bytes):

@@ -114,9 +114,7 @@ def normalise_symbols(raw: Any, field_name: str = "symbols") -> list[str]:
         else:
             bad.append(repr(item))
     if bad:
-        raise InvalidRequest(
-            field_name, f"invalid ticker(s) {', '.join(bad[:10])}; expected {SYMBOL_PATTERN}"
-        )
+        raise InvalidRequest(field_name, f"invalid ticker(s) {', '.join(bad[:10])}; expected {SYMBOL_PATTERN}")
     return symbols
 
 
@@ -158,9 +156,7 @@ def _timeframes(raw: Any) -> tuple[Timeframe, ...]:
         try:
             chosen.add(Timeframe(str(item).lower()))
         except ValueError:
-            raise InvalidRequest(
-                "timeframes", f"unknown timeframe {item!r}; expected hour, day, week, month"
-            ) from None
+            raise InvalidRequest("timeframes", f"unknown timeframe {item!r}; expected hour, day, week, month") from None
     return tuple(tf for tf in ALL_TIMEFRAMES if tf in chosen)
 
 
@@ -212,9 +208,7 @@ def parse_load_request(params: Mapping[str, Any]) -> LoadRequest:
 
     hourly_session = params.get("hourly_session") or "regular"
     if hourly_session not in HOURLY_SESSIONS:
-        raise InvalidRequest(
-            "hourly_session", f"{hourly_session!r} is not one of {', '.join(HOURLY_SESSIONS)}"
-        )
+        raise InvalidRequest("hourly_session", f"{hourly_session!r} is not one of {', '.join(HOURLY_SESSIONS)}")
     adjusted = params.get("adjusted", True)
     if not isinstance(adjusted, bool):
         raise InvalidRequest("adjusted", f"expected true or false, got {adjusted!r}")

@@ -84,9 +84,7 @@ def _main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with psycopg.connect(args.dsn) as conn:
         apply_schema(conn)
-        log.info(
-            "TimescaleDB hypertables: %s", "on" if timescaledb_enabled(conn) else "off (plain PostgreSQL)"
-        )
+        log.info("TimescaleDB hypertables: %s", "on" if timescaledb_enabled(conn) else "off (plain PostgreSQL)")
     return 0
 
 

@@ -91,7 +91,5 @@ def plan_windows(
             if start <= now
         )
         if hours:
-            windows[Timeframe.HOUR] = LoadWindow(
-                Timeframe.HOUR, hourly_sessions[0], hourly_sessions[-1], hours
-            )
+            windows[Timeframe.HOUR] = LoadWindow(Timeframe.HOUR, hourly_sessions[0], hourly_sessions[-1], hours)
     return {tf: windows[tf] for tf in timeframes if tf in windows}

@@ -1,1 +1,1 @@
-"""Operators of the TickStock loader."""
+"""Operators: MassiveBarsToStagingOperator."""

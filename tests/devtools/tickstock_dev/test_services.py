@@ -47,12 +47,13 @@ def test_postgres_url_env_replaces_the_embedded_server(tmp_path, service_urls):
     }
     out = subprocess.run(
         [sys.executable, "-m", "tickstock_dev.services", "env"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"export TICKSTOCK_POSTGRES_URL='{service_urls.postgres_url}'" in out
-    conn_line = next(
-        line for line in out.splitlines() if line.startswith("export AIRFLOW_CONN_TICKSTOCK_DB=")
-    )
+    conn_line = next(line for line in out.splitlines() if line.startswith("export AIRFLOW_CONN_TICKSTOCK_DB="))
     conn = json.loads(conn_line.split("=", 1)[1].strip("'"))
     assert conn["schema"] == "tickstock_test"
     assert not (tmp_path / "state" / "pgdata").exists()
@@ -60,9 +61,7 @@ def test_postgres_url_env_replaces_the_embedded_server(tmp_path, service_urls):
 
 
 def test_connection_translation_handles_tcp_urls_with_credentials():
-    conn = services.postgres_connection(
-        "postgresql://loader:s%40cret@db.internal:5433/tickstock?sslmode=require"
-    )
+    conn = services.postgres_connection("postgresql://loader:s%40cret@db.internal:5433/tickstock?sslmode=require")
     assert conn == {
         "conn_type": "postgres",
         "host": "db.internal",
@@ -82,16 +81,17 @@ def test_connection_translation_handles_tcp_urls_with_credentials():
 
 
 def test_start_reuses_running_servers_and_stop_stops_them(tmp_path):
-    env = {
-        k: v for k, v in os.environ.items() if k not in (services.POSTGRES_URL_ENV, services.REDIS_URL_ENV)
-    }
+    env = {k: v for k, v in os.environ.items() if k not in (services.POSTGRES_URL_ENV, services.REDIS_URL_ENV)}
     env[services.STATE_DIR_ENV] = str(tmp_path / "state")
 
     def cli(*args: str) -> str:
         return subprocess.run(
             [sys.executable, "-m", "tickstock_dev.services", *args],
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     try:
         first = cli("start")

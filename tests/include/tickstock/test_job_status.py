@@ -24,9 +24,14 @@ def test_status_hash_has_the_documented_fields_and_is_published(redis_client):
     assert state["progress"] == 0
     assert state["total_symbols"] == 2
     assert state["results"] == {
-        "symbols_loaded": 0, "symbols_failed": 0, "hourly_bars": 0, "daily_bars": 0,
-        "weekly_bars": 0, "monthly_bars": 0, "errors": [],
-    }  # fmt: skip
+        "symbols_loaded": 0,
+        "symbols_failed": 0,
+        "hourly_bars": 0,
+        "daily_bars": 0,
+        "weekly_bars": 0,
+        "monthly_bars": 0,
+        "errors": [],
+    }
     assert "updated_at" in state
     assert store.get("job-1") == state
     ttl = redis_client.ttl(status_key("job-1"))
@@ -59,8 +64,12 @@ def test_concurrent_batches_never_lose_an_increment(redis_client):
     assert len(state["results"]["errors"]) == 40
     assert state["progress"] == 99  # all batches done, but only the final update says 100
 
-    final = store.update("job-2", status=JobState.COMPLETED_WITH_ERRORS, progress=100,
-                         results={"symbols_loaded": 9, "symbols_failed": 1})  # fmt: skip
+    final = store.update(
+        "job-2",
+        status=JobState.COMPLETED_WITH_ERRORS,
+        progress=100,
+        results={"symbols_loaded": 9, "symbols_failed": 1},
+    )
     assert (final["status"], final["progress"]) == ("completed_with_errors", 100)
     assert final["results"]["symbols_loaded"] == 9
     assert final["results"]["daily_bars"] == 120
@@ -75,3 +84,12 @@ def test_bad_updates_are_rejected(redis_client):
     with pytest.raises(ValueError, match="job_id is required"):
         store.update("", status="failed")
     assert store.get("job-3") is None
+
+
+def test_final_summary_replaces_the_error_list(redis_client):
+    store = JobStatusStore(redis_client)
+    store.update("job-4", errors=["AAA: day bars: boom"])
+    final = store.update(
+        "job-4", status="completed_with_errors", errors=["AAA: boom", "BBB: unknown"], replace_errors=True
+    )
+    assert final["results"]["errors"] == ["AAA: boom", "BBB: unknown"]

@@ -45,9 +45,7 @@ def test_timeframes_and_as_of_are_parsed():
     assert req.symbols == ("SPY", "QQQ")
     assert req.timeframes == (Timeframe.DAY, Timeframe.MONTH)
     assert req.as_of == date(2025, 11, 30)
-    assert parse_load_request({"symbols": ["SPY"], "as_of": "2025-11-30T00:00:00+00:00"}).as_of == date(
-        2025, 11, 30
-    )
+    assert parse_load_request({"symbols": ["SPY"], "as_of": "2025-11-30T00:00:00+00:00"}).as_of == date(2025, 11, 30)
 
 
 @pytest.mark.parametrize(

@@ -38,8 +38,18 @@ def test_schema_applies_twice_and_creates_the_design_documents_tables(pg_conn):
     apply_schema(pg_conn)  # second time: a no-op, not an error
 
     symbols = _columns(pg_conn, "symbols")
-    for column in ("symbol", "name", "exchange", "sector", "industry", "issuer", "underlying_index",
-                   "type", "active", "last_updated"):  # fmt: skip
+    for column in (
+        "symbol",
+        "name",
+        "exchange",
+        "sector",
+        "industry",
+        "issuer",
+        "underlying_index",
+        "type",
+        "active",
+        "last_updated",
+    ):
         assert column in symbols
     assert _primary_key(pg_conn, "symbols") == ["symbol"]
 

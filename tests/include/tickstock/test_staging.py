@@ -14,8 +14,19 @@ pytestmark = pytest.mark.integration
 
 def _day_bar(symbol: str, day: int, close: str = "101.5", volume: str = "1.029145e+06") -> Bar:
     start = datetime(2025, 12, day, 5, tzinfo=UTC)
-    return Bar(symbol, Timeframe.DAY, start, date(2025, 12, day), Decimal("100.25"), Decimal("102"),
-               Decimal("99.5"), Decimal(close), Decimal(volume), Decimal("100.9"), 1234)  # fmt: skip
+    return Bar(
+        symbol,
+        Timeframe.DAY,
+        start,
+        date(2025, 12, day),
+        Decimal("100.25"),
+        Decimal("102"),
+        Decimal("99.5"),
+        Decimal(close),
+        Decimal(volume),
+        Decimal("100.9"),
+        1234,
+    )
 
 
 def _rows(conn, table="ohlcv_daily"):

@@ -60,8 +60,14 @@ def test_in_progress_session_expects_only_bars_that_can_exist():
 
 
 def test_extended_hours_and_disabled_hourly():
-    w = plan_windows(as_of=date(2025, 11, 28), days=1, timeframes=(Timeframe.HOUR,), hourly_days=1,
-                     extended_hours=True, now=AFTER_CLOSE_DEC_2)  # fmt: skip
+    w = plan_windows(
+        as_of=date(2025, 11, 28),
+        days=1,
+        timeframes=(Timeframe.HOUR,),
+        hourly_days=1,
+        extended_hours=True,
+        now=AFTER_CLOSE_DEC_2,
+    )
     assert _et_hours(w[Timeframe.HOUR]) == list(range(4, 17))  # early close + 4h after-hours
     assert plan_windows(as_of=date(2025, 11, 28), days=1, timeframes=(Timeframe.HOUR,), hourly_days=0) == {}
 
@@ -69,9 +75,7 @@ def test_extended_hours_and_disabled_hourly():
 def test_dates_do_not_depend_on_the_host_time_zone(monkeypatch):
     import time as time_module
 
-    expected = plan_windows(
-        as_of=date(2025, 11, 30), days=90, timeframes=ALL_TIMEFRAMES, now=AFTER_CLOSE_DEC_2
-    )
+    expected = plan_windows(as_of=date(2025, 11, 30), days=90, timeframes=ALL_TIMEFRAMES, now=AFTER_CLOSE_DEC_2)
     for tz in ("America/Los_Angeles", "Asia/Tokyo"):
         monkeypatch.setenv("TZ", tz)
         time_module.tzset()

@@ -1,0 +1,87 @@
+"""Turn a validated load request into the mapped work of one universe load.
+
+One mapped fetch per (timeframe x symbol batch): batches amortise Airflow's per-task overhead
+(seconds per task instance) over many API calls, while keeping a failure's blast radius and a
+retry's cost to one batch. The number of mapped tasks must stay under Airflow's
+``[core] max_map_length`` (1024 per upstream list), so batches grow when the universe does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from tickstock.calendar import today_new_york
+from tickstock.staging import load_key
+from tickstock.windows import LoadWindow, plan_windows
+
+if TYPE_CHECKING:
+    from tickstock.load_request import LoadRequest
+
+log = logging.getLogger(__name__)
+
+MAX_MAPPED_TASKS = 1000  # below Airflow's default max_map_length of 1024
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """The windows and batches of one load.
+
+    :param as_of: the reference date actually used (today in New York when not given)
+    :param windows: per-timeframe request ranges and exact expected bars
+    :param batches: keyword arguments of each mapped fetch task
+    :param batch_size: symbols per batch after growing it to fit ``MAX_MAPPED_TASKS``
+    """
+
+    as_of: date
+    windows: dict[str, LoadWindow]
+    batches: list[dict[str, Any]]
+    batch_size: int
+
+
+def effective_batch_size(symbol_count: int, timeframe_count: int, requested: int) -> int:
+    """Return the smallest batch size >= ``requested`` that keeps the map under the cap."""
+    if symbol_count == 0 or timeframe_count == 0:
+        return requested
+    per_timeframe_cap = max(1, MAX_MAPPED_TASKS // timeframe_count)
+    return max(requested, math.ceil(symbol_count / per_timeframe_cap))
+
+
+def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None) -> LoadPlan:
+    """Compute windows and batches for ``request``; ``run_id`` makes staging keys unique."""
+    now = now or datetime.now(UTC)
+    as_of = request.as_of or today_new_york(now)
+    windows = plan_windows(
+        as_of=as_of,
+        days=request.days,
+        timeframes=request.timeframes,
+        hourly_days=request.hourly_days,
+        extended_hours=request.extended_hours,
+        now=now,
+    )
+    size = effective_batch_size(len(request.symbols), len(windows), request.batch_size)
+    if size != request.batch_size:
+        log.info(
+            "Batch size raised from %d to %d to stay under %d mapped tasks",
+            request.batch_size,
+            size,
+            MAX_MAPPED_TASKS,
+        )
+    chunks = [list(request.symbols[i : i + size]) for i in range(0, len(request.symbols), size)]
+    batches = [
+        {
+            "symbols": chunk,
+            "timeframe": timeframe.value,
+            "start": window.start.isoformat(),
+            "end": window.end.isoformat(),
+            "staging_key": load_key(run_id, timeframe, index),
+            "adjusted": request.adjusted,
+            "extended_hours": request.extended_hours,
+        }
+        for timeframe, window in windows.items()
+        for index, chunk in enumerate(chunks)
+    ]
+    return LoadPlan(as_of, {tf.value: w for tf, w in windows.items()}, batches, size)

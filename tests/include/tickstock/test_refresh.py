@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from tickstock import calendar
+from tickstock.refresh import (
+    Extent,
+    RefreshRange,
+    calendar_keys,
+    find_first_missing,
+    group_ranges,
+    plan_symbol_range,
+    read_extents,
+    use_grouped_daily,
+)
+from tickstock.symbols import register_symbols, symbol_row
+from tickstock.timeframes import Timeframe
+
+SESSIONS = calendar.sessions(date(2025, 6, 1), date(2025, 12, 3))  # as_of 2025-12-03, a session
+DEC_2 = date(2025, 12, 2)
+
+
+def _extent(last, first=date(2025, 9, 2), stored=10, list_date=None):
+    return Extent("SPY", list_date, first, last, stored)
+
+
+def test_a_session_day_fetches_new_sessions_and_revises_the_last_two():
+    r = plan_symbol_range(_extent(DEC_2), Timeframe.DAY, sessions=SESSIONS, first_missing=None, as_of_is_session=True)
+    assert r == RefreshRange("SPY", Timeframe.DAY, DEC_2, date(2025, 12, 3), "revision window")
+
+
+def test_the_open_week_and_month_are_refetched():
+    week = plan_symbol_range(
+        _extent(date(2025, 11, 30)), Timeframe.WEEK, sessions=SESSIONS, first_missing=None, as_of_is_session=True
+    )
+    assert (week.start, week.end) == (date(2025, 12, 1), date(2025, 12, 3))
+    month = plan_symbol_range(
+        _extent(date(2025, 11, 1)), Timeframe.MONTH, sessions=SESSIONS, first_missing=None, as_of_is_session=True
+    )
+    assert (month.start, month.reason) == (date(2025, 11, 3), "new periods")  # November may have been partial
+
+
+def test_a_holiday_run_with_no_gap_needs_nothing():
+    holiday_sessions = calendar.sessions(date(2025, 6, 1), date(2025, 11, 27))  # 11-27: Thanksgiving
+    for tf, last in (
+        (Timeframe.DAY, date(2025, 11, 26)),
+        (Timeframe.WEEK, date(2025, 11, 23)),
+        (Timeframe.MONTH, date(2025, 11, 1)),
+    ):
+        assert (
+            plan_symbol_range(_extent(last), tf, sessions=holiday_sessions, first_missing=None, as_of_is_session=False)
+            is None
+        )
+
+
+def test_gaps_start_the_range_and_new_symbols_get_a_bounded_history():
+    gap = plan_symbol_range(
+        _extent(DEC_2), Timeframe.DAY, sessions=SESSIONS, first_missing=date(2025, 10, 7), as_of_is_session=True
+    )
+    assert (gap.start, gap.reason) == (date(2025, 10, 7), "gap")
+    new = plan_symbol_range(
+        Extent("NEWCO", date(2025, 10, 15), None, None, 0),
+        Timeframe.DAY,
+        sessions=SESSIONS,
+        first_missing=None,
+        as_of_is_session=True,
+    )
+    assert (new.start, new.end, new.reason) == (date(2025, 10, 15), date(2025, 12, 3), "new")
+
+
+def test_grouping_and_grouped_daily_economy():
+    ranges = [RefreshRange(s, Timeframe.DAY, DEC_2, date(2025, 12, 3), "revision window") for s in ("A", "B", "C")]
+    assert group_ranges(ranges) == {(Timeframe.DAY, DEC_2, date(2025, 12, 3)): ["A", "B", "C"]}
+    assert use_grouped_daily(symbol_count=3, session_count=2)
+    assert not use_grouped_daily(symbol_count=2, session_count=2)
+
+
+@pytest.mark.integration
+def test_gap_detection_in_the_database_finds_exactly_the_missing_sessions(pg_conn):
+    keys = calendar_keys(Timeframe.DAY, SESSIONS)
+    register_symbols(
+        pg_conn,
+        [symbol_row("SPY", {"name": "SPY", "active": True}), symbol_row("QQQ", {"name": "QQQ", "active": True})],
+    )
+    september = [k for k in keys if k.month == 9]
+    with pg_conn.cursor() as cur:
+        for symbol, days in (("SPY", september), ("QQQ", [d for d in september if d != date(2025, 9, 17)])):
+            cur.executemany(
+                "INSERT INTO ohlcv_daily (symbol, date, open, high, low, close, volume) "
+                "VALUES (%s, %s, 1, 2, 0.5, 1.5, 10)",
+                [(symbol, d) for d in days],
+            )
+    extents = read_extents(pg_conn, Timeframe.DAY, ["QQQ", "SPY"])
+    assert [(e.symbol, e.first_key, e.last_key, e.stored) for e in extents] == [
+        ("QQQ", date(2025, 9, 2), date(2025, 9, 30), 20),
+        ("SPY", date(2025, 9, 2), date(2025, 9, 30), 21),
+    ]
+    assert find_first_missing(pg_conn, Timeframe.DAY, extents, keys) == {"QQQ": date(2025, 9, 17)}

@@ -70,9 +70,7 @@ def redis_job_listener() -> None:
         from tickstock.jobs import claim_jobs as claim
 
         client = _redis()
-        plans = claim(
-            JobStream(client, stream=STREAM, group=GROUP), JobStatusStore(client), limit=MAX_JOBS_PER_RUN
-        )
+        plans = claim(JobStream(client, stream=STREAM, group=GROUP), JobStatusStore(client), limit=MAX_JOBS_PER_RUN)
         return plans
 
     # Also after a failed trigger task: jobs without a run stay pending (dead-lettered after
@@ -90,9 +88,7 @@ def redis_job_listener() -> None:
             return "queued" if queued else "started"
 
         client = _redis()
-        return settle_jobs(
-            JobStream(client, stream=STREAM, group=GROUP), JobStatusStore(client), plans, run_state
-        )
+        return settle_jobs(JobStream(client, stream=STREAM, group=GROUP), JobStatusStore(client), plans, run_state)
 
     claimed = claim_jobs()
     # One task creates every run of the batch (one Execution API call per job); run ids are

@@ -50,9 +50,7 @@ class TriggerJobRunsOperator(BaseOperator):
             run_id = run["run_id"]
             try:
                 response = task_runner.SUPERVISOR_COMMS.send(
-                    TriggerDagRun(
-                        dag_id=self.trigger_dag_id, run_id=run_id, conf=run["conf"], logical_date=None
-                    )
+                    TriggerDagRun(dag_id=self.trigger_dag_id, run_id=run_id, conf=run["conf"], logical_date=None)
                 )
             except Exception:  # one bad job must not keep the others from their runs
                 self.log.exception("Could not create %s run %s", self.trigger_dag_id, run_id)

@@ -184,6 +184,9 @@ def test_mapped_through_airflow_with_no_api_key_in_task_logs_or_xcom(
         )
         rendered_fields = [json.dumps(r.rendered_fields, default=str) for r in rendered]
         values = {x.map_index: x.value for x in xcoms if x.key == "return_value"}
+    # dag.test() runs mapped tasks in no fixed order, so the injected 503 meets whichever fetch comes
+    # first: compare everything but the per-task request counts, then their total (3 fetches + 1 retry).
+    requests = {index: value.pop("requests") for index, value in values.items()}
     assert values == {
         0: {
             "staging_key": f"{run.run_id}|day|0",
@@ -191,7 +194,6 @@ def test_mapped_through_airflow_with_no_api_key_in_task_logs_or_xcom(
             "bars": {"SPY": len(SESSIONS), "SCHG": len(SESSIONS)},
             "failed": {},
             "invalid": {},
-            "requests": 3,
         },
         1: {
             "staging_key": f"{run.run_id}|day|1",
@@ -199,9 +201,10 @@ def test_mapped_through_airflow_with_no_api_key_in_task_logs_or_xcom(
             "bars": {"VUG": len(SESSIONS)},
             "failed": {},
             "invalid": {},
-            "requests": 1,
         },
     }
+    assert sum(requests.values()) == 4
+    assert massive_conn.stats()["by_endpoint_status"]["aggs"] == {"503": 1, "200": 3}
     assert _staged(pg_conn, f"{run.run_id}|day|0") == {"SCHG": len(SESSIONS), "SPY": len(SESSIONS)}
     task_log = capfd.readouterr()
     assert "Fetching SPY day bars (attempt 1/6)" in task_log.out or "Fetching SCHG day bars (attempt 1/6)" in (

@@ -1,1 +1,1 @@
-"""Operators: MassiveBarsToStagingOperator."""
+"""Operators of the TickStock loader: MassiveBarsToStagingOperator, TriggerJobRunOperator."""

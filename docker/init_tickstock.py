@@ -9,7 +9,7 @@ idempotent). Connections go into Airflow's metadata database (encrypted with the
 Fernet key) rather than ``AIRFLOW_CONN_*`` variables, so they are visible and testable in the UI
 and the API key is not in every container's environment.
 
-It only needs the standard library, the Airflow CLI and psycopg, so it runs in the image
+It only needs the standard library, Airflow and psycopg, so it runs in the image
 without the repository's dev tooling; ``tests/ops/test_init_tickstock.py`` runs it for real
 against the embedded PostgreSQL and a throw-away Airflow home.
 """
@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MASSIVE_CONN_ID = "massive_default"
@@ -96,23 +95,34 @@ def connections_from_env(env: dict[str, str]) -> dict[str, dict[str, object]]:
     }
 
 
-def _airflow(env: dict[str, str], *args: str) -> None:
-    # The CLI is the stable interface to the metadata DB (the ORM is internal in Airflow 3).
-    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
-    subprocess.run(
-        [airflow if os.path.exists(airflow) else "airflow", *args], check=True, env=env, stdout=subprocess.DEVNULL
-    )
+def configure_airflow(connections: dict[str, dict[str, object]], pool_slots: int, rate_limit: str) -> None:
+    """Write the connections, the ``massive_api`` pool and the rate-limit Variable, idempotently.
 
+    In-process through Airflow's models, as ``airflow connections import --overwrite`` /
+    ``airflow pools set`` / ``airflow variables set`` do: one Airflow start-up instead of three
+    CLI processes (each costs seconds), and one transaction for all of it.
+    """
+    from airflow.models.connection import Connection
+    from airflow.models.pool import Pool
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
 
-def import_connections(env: dict[str, str], connections: dict[str, dict[str, object]]) -> None:
-    """Create or overwrite the connections (``airflow connections import --overwrite``)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(connections, handle)
-    try:
-        os.chmod(handle.name, 0o600)
-        _airflow(env, "connections", "import", "--overwrite", handle.name)
-    finally:
-        os.unlink(handle.name)
+    with create_session() as session:
+        for conn_id, spec in connections.items():
+            fields = dict(spec)
+            extra = fields.pop("extra_dejson", None)
+            existing = session.scalar(select(Connection).where(Connection.conn_id == conn_id))
+            if existing is not None:
+                session.delete(existing)
+                session.flush()
+            session.add(Connection(conn_id=conn_id, extra=json.dumps(extra) if extra else None, **fields))
+        Pool.create_or_update_pool(
+            MASSIVE_POOL, pool_slots, "Massive API fetches", include_deferred=False, session=session
+        )
+        Variable.set(
+            RATE_LIMIT_VARIABLE, rate_limit, description="Massive request budget of all workers", session=session
+        )
 
 
 def apply_schema_and_check(env: dict[str, str], postgres_url: str, require_hypertables: bool) -> list[str]:
@@ -145,13 +155,11 @@ def main(env: dict[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     try:
         connections = connections_from_env(env)
-        import_connections(env, connections)
-        print(f"connections: {', '.join(connections)}")
-        slots = env.get("MASSIVE_POOL_SLOTS") or str(DEFAULT_POOL_SLOTS)
-        _airflow(env, "pools", "set", MASSIVE_POOL, slots, "Massive API fetches")
-        print(f"pool: {MASSIVE_POOL} ({slots} slots)")
+        slots = int(env.get("MASSIVE_POOL_SLOTS") or DEFAULT_POOL_SLOTS)
         rate_limit = env.get("MASSIVE_RATE_LIMIT") or DEFAULT_RATE_LIMIT
-        _airflow(env, "variables", "set", RATE_LIMIT_VARIABLE, rate_limit)
+        configure_airflow(connections, slots, rate_limit)
+        print(f"connections: {', '.join(connections)}")
+        print(f"pool: {MASSIVE_POOL} ({slots} slots)")
         print(f"variable: {RATE_LIMIT_VARIABLE}={rate_limit}")
         require = env.get("TICKSTOCK_REQUIRE_HYPERTABLES", "").lower() in {"1", "true", "yes"}
         hypertables = apply_schema_and_check(env, env["TICKSTOCK_POSTGRES_URL"], require)

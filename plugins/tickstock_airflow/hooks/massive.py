@@ -150,6 +150,7 @@ class MassiveHook(HttpHook):
         ``None`` disables the budget (the pool ``massive_api`` still bounds concurrency)
     :param redis_conn_id: Redis connection holding the shared budget (used only with ``rate_limit``)
     :param rate_burst: requests allowed at once after an idle period
+    :param rate_headroom: fraction of ``rate_limit`` left unused to absorb arrival jitter
     :param limit: ``limit`` query parameter (base aggregates per request; max 50000)
     :param max_attempts: attempts per request for retryable failures (429, 5xx, timeouts, resets,
         invalid JSON) before :class:`MassiveUnavailableError`
@@ -176,6 +177,7 @@ class MassiveHook(HttpHook):
         rate_limit: str | None = None,
         redis_conn_id: str = "tickstock_redis",
         rate_burst: int = 1,
+        rate_headroom: float = 0.05,
         limit: int = MAX_LIMIT,
         max_attempts: int = 6,
         retry_base_delay: float = 1.0,
@@ -194,6 +196,7 @@ class MassiveHook(HttpHook):
         self.rate_limit = rate_limit
         self.redis_conn_id = redis_conn_id
         self.rate_burst = rate_burst
+        self.rate_headroom = rate_headroom
         self.limit = limit
         self.max_attempts = max_attempts
         self.retry_base_delay = retry_base_delay

@@ -78,9 +78,7 @@ def test_custom_bars_shape_matches_the_real_response(sim):
     for bar in body["results"]:
         assert_valid_bar(bar)
     # Day bars start at midnight New York time.
-    assert [et(b["t"]) for b in body["results"]] == [
-        dt.datetime(2025, 11, d, tzinfo=ET) for d in (24, 25, 26)
-    ]
+    assert [et(b["t"]) for b in body["results"]] == [dt.datetime(2025, 11, d, tzinfo=ET) for d in (24, 25, 26)]
 
 
 def test_empty_window_is_200_without_a_results_key(sim):

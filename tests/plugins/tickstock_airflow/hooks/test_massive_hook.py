@@ -178,9 +178,7 @@ class TestFailures:
             _hook().get_bars("SPY", "hour", LAST, LAST)
         assert _aggs(massive_conn) == {"403": 1}
 
-    def test_a_connection_without_a_key_is_an_auth_error_before_any_request(
-        self, massive_conn, set_massive_conn
-    ):
+    def test_a_connection_without_a_key_is_an_auth_error_before_any_request(self, massive_conn, set_massive_conn):
         set_massive_conn(massive_conn.url, "")
         with pytest.raises(MassiveAuthError, match="has no Massive API key: put the key in the connection's"):
             _hook().get_bars("SPY", "day", LAST, LAST)

@@ -4,14 +4,16 @@ Starts, in order, only what is missing: the embedded PostgreSQL and Redis (unles
 ``TICKSTOCK_POSTGRES_URL`` / ``TICKSTOCK_REDIS_URL`` point at servers), the Massive simulator
 (unless ``MASSIVE_API_KEY`` is set, then the real API at ``MASSIVE_BASE_URL``), the Redis intake
 bridge (``python -m tickstock.intake bridge``) and ``airflow standalone`` (scheduler, DAG
-processor, api-server/UI, triggerer; LocalExecutor on SQLite in ``.state/airflow``) with every
-DAG unpaused and the ``massive_api`` pool created. It then prints the UI's URL and the admin
+processor, api-server/UI, triggerer; LocalExecutor on SQLite in ``.state/airflow``) with the
+``massive_api`` pool created and the DAGs unpaused once parsed. It then prints the UI's URL and the admin
 password. Ctrl-C or SIGTERM stops everything it started, newest first, each as a whole process
 group (:mod:`tickstock_dev.processes`); servers that were already running are left running.
 
 The simulator's clock defaults to 2025-12-02T21:00:00Z (after that day's close), so the README
 examples (``as_of`` 2025-12-02) load the same bars every time; ``TICKSTOCK_SIM_NOW=`` (empty)
-runs it on real time. The browser test drives the same :class:`LocalAirflow`.
+runs it on real time. With the clock frozen, ``nightly_refresh`` stays paused: it refreshes
+*today*, which a simulator living on 2025-12-02 does not have. The browser test drives the same
+:class:`LocalAirflow`.
 
 Settings (environment, or the matching options of ``python -m tickstock_dev.airflow_local``):
 ``TICKSTOCK_AIRFLOW_PORT`` (8080), ``TICKSTOCK_SIM_NOW``, ``MASSIVE_API_KEY``/``MASSIVE_BASE_URL``.
@@ -33,7 +35,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tickstock_dev import services
@@ -41,6 +43,7 @@ from tickstock_dev.airflow_env import airflow_env, ensure_airflow_db
 from tickstock_dev.processes import ProcessGroup, StartupError, wait_for
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,9 @@ SIM_NOW_ENV = "TICKSTOCK_SIM_NOW"
 DEFAULT_PORT = 8080
 DEFAULT_SIM_NOW = "2025-12-02T21:00:00Z"
 DEFAULT_MASSIVE_URL = "https://api.massive.com"
+# Refreshes "today": with the simulator's clock frozen in the past there is nothing to refresh,
+# so its first scheduled run would only fail its bar-count check.
+CLOCK_DEPENDENT_DAGS = ("nightly_refresh",)
 MASSIVE_POOL = "massive_api"
 MASSIVE_POOL_SLOTS = 8
 ADMIN_USER = "admin"
@@ -71,6 +77,8 @@ class AirflowInfo:
     redis_url: str
     massive_url: str
     logs: dict[str, Path]
+    unpaused: tuple[str, ...]
+    paused: tuple[str, ...]
 
 
 def free_port() -> int:
@@ -92,6 +100,39 @@ def _api_ready(url: str) -> bool:
         return False
 
 
+def dag_ids_in(dags_folder: Path) -> set[str]:
+    """Return the DAG ids of a folder: one DAG per file, named like the file (the style rule)."""
+    return {p.stem for p in dags_folder.glob("*.py") if not p.name.startswith("_")}
+
+
+class AirflowApi:
+    """Just enough of Airflow's REST API, authenticated as the standalone admin."""
+
+    def __init__(self, url: str, username: str, password: str) -> None:
+        self.url = url
+        token = self.call("POST", "/auth/token", {"username": username, "password": password}, auth=False)
+        self.token = token["access_token"]
+
+    def call(self, method: str, path: str, body: dict[str, object] | None = None, *, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def dag_ids(self) -> set[str]:
+        return {d["dag_id"] for d in self.call("GET", "/api/v2/dags?limit=1000")["dags"]}
+
+    def import_errors(self) -> list[str]:
+        errors = self.call("GET", "/api/v2/importErrors?limit=100")["import_errors"]
+        return [f"{e['filename']}: {e['stack_trace'].strip().splitlines()[-1]}" for e in errors]
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
+
 class LocalAirflow:
     """Embedded services + simulator + intake bridge + ``airflow standalone``, stopped as one.
 
@@ -101,6 +142,8 @@ class LocalAirflow:
     :param sim_now: the simulator's clock (``None``: real time); ignored with ``massive_url``
     :param massive_url: a real Massive base URL to use instead of the simulator
     :param massive_api_key: the key for ``massive_url``
+    :param keep_paused: DAG ids left paused; every other DAG in the folder is unpaused once parsed
+        (DAGs are created paused, so nothing is scheduled before this choice is applied)
     """
 
     def __init__(
@@ -112,8 +155,10 @@ class LocalAirflow:
         sim_now: str | None = DEFAULT_SIM_NOW,
         massive_url: str | None = None,
         massive_api_key: str | None = None,
+        keep_paused: Collection[str] = (),
     ) -> None:
         self.airflow_home = airflow_home
+        self.keep_paused = tuple(keep_paused)
         self.urls = urls
         self.port = port
         self.sim_now = sim_now
@@ -188,6 +233,9 @@ class LocalAirflow:
             alive=self.processes.check_alive,
         )
         password = json.loads(password_file.read_text())[ADMIN_USER]
+        unpaused, paused = self._unpause_parsed_dags(
+            AirflowApi(url, ADMIN_USER, password), Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
+        )
         self.info = AirflowInfo(
             url=url,
             username=ADMIN_USER,
@@ -197,8 +245,35 @@ class LocalAirflow:
             redis_url=urls.redis_url,
             massive_url=massive_url,
             logs=log_paths,
+            unpaused=unpaused,
+            paused=paused,
         )
         return self.info
+
+    def _unpause_parsed_dags(self, api: AirflowApi, dags_folder: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Wait until every DAG file is parsed, then unpause all but ``keep_paused``.
+
+        Waiting for the parse also makes "ready" mean the DAGs can be triggered; a DAG that does
+        not appear fails the start with its import error instead of a mysteriously empty UI.
+        """
+        expected = dag_ids_in(dags_folder)
+
+        def parsed() -> bool:
+            missing = expected - api.dag_ids()
+            if missing and (errors := api.import_errors()):
+                raise StartupError("DAGs failed to import:\n" + "\n".join(errors))
+            return not missing
+
+        wait_for(
+            parsed,
+            timeout=READY_TIMEOUT_S,
+            what=f"DAGs {sorted(expected)} to be parsed",
+            alive=self.processes.check_alive,
+        )
+        unpaused = tuple(sorted(expected - set(self.keep_paused)))
+        for dag_id in unpaused:
+            api.set_paused(dag_id, False)
+        return unpaused, tuple(sorted(expected & set(self.keep_paused)))
 
     def environment(self, urls: services.ServiceUrls, massive_url: str, api_key: str) -> dict[str, str]:
         """Return the environment of every Airflow process of this stack."""
@@ -212,7 +287,8 @@ class LocalAirflow:
                 "PATH": os.pathsep.join([venv_bin, env.get("PATH", "")]),
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                # Created paused; start() unpauses them (all but keep_paused) once they are parsed.
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
                 "AIRFLOW__API__PORT": str(self.port),
                 # Task processes report to the Execution API of *this* api-server.
@@ -264,7 +340,13 @@ def _banner(info: AirflowInfo) -> str:
     return "\n".join(
         [
             "",
-            "Airflow is ready (all DAGs unpaused; pool massive_api created)",
+            "Airflow is ready (pool massive_api created)",
+            f"  DAGs unpaused:     {', '.join(info.unpaused)}",
+            *(
+                [f"  kept paused:       {', '.join(info.paused)} (refreshes today; the simulator's clock is frozen)"]
+                if info.paused
+                else []
+            ),
             f"  UI / API:          {info.url}",
             f"  user / password:   {info.username} / {info.password}",
             f"  Massive API:       {info.massive_url}",
@@ -299,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_now=args.sim_now or None,
         massive_url=massive_url,
         massive_api_key=api_key,
+        keep_paused=CLOCK_DEPENDENT_DAGS if (massive_url is None and args.sim_now) else (),
     )
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     exit_code = 0

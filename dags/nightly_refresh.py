@@ -19,6 +19,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag
 from pendulum import datetime, duration
 
 from tickstock.load_request import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_HOURLY_DAYS
+from tickstock_airflow.hooks.massive import MASSIVE_POOL
 from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
 from tickstock_airflow.refresh_tasks import (
     DEFAULT_CHECK_DAYS,
@@ -27,7 +28,6 @@ from tickstock_airflow.refresh_tasks import (
 )
 from tickstock_airflow.tasks import (
     FETCH_MAP_INDEX_TEMPLATE,
-    MASSIVE_POOL,
     RATE_LIMIT_TEMPLATE,
     check_bar_counts,
     finish_job,

@@ -14,7 +14,7 @@ Each run (back to back, `@continuous`, one at a time):
 2. `claim_jobs` claims every pending entry (a crashed run's) and new ones, validates them, marks
    invalid ones `failed` in the job status and moves them to `tickstock.jobs.data_load.dead`.
 3. `trigger_universe_load` creates one run per job with run id `redis__<job_id>`; a redelivered
-   job finds its run already there and is skipped.
+   job finds its run already there and creates nothing.
 4. `acknowledge_jobs` checks that each run exists, reports the job `queued` with the run id, and
    only then acknowledges its entries. A crash before that means redelivery, not loss.
 """
@@ -27,19 +27,15 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.task.trigger_rule import TriggerRule
 
-from tickstock_airflow.operators.job_run import TriggerJobRunOperator
+from tickstock_airflow.operators.job_run import TriggerJobRunsOperator
 from tickstock_airflow.sensors.redis_stream import RedisStreamSensor
 
 REDIS_CONN_ID = "tickstock_redis"
 TARGET_DAG_ID = "universe_load"
 STREAM = "tickstock.jobs.data_load.stream"
 GROUP = "airflow"
-# Mapped trigger tasks per run; below [core] max_map_length (1024).
-MAX_JOBS_PER_RUN = 200
-
-
-def _trigger_kwargs(plan: dict[str, Any]) -> dict[str, Any]:
-    return {"trigger_run_id": plan["run_id"], "conf": plan["conf"]}
+# Jobs claimed per listener run: bounds one task's work and its XCom.
+MAX_JOBS_PER_RUN = 500
 
 
 def _redis():
@@ -74,13 +70,11 @@ def redis_job_listener() -> None:
         from tickstock.jobs import claim_jobs as claim
 
         client = _redis()
-        plans = claim(
-            JobStream(client, stream=STREAM, group=GROUP), JobStatusStore(client), limit=MAX_JOBS_PER_RUN
-        )
+        plans = claim(JobStream(client, stream=STREAM, group=GROUP), JobStatusStore(client), limit=MAX_JOBS_PER_RUN)
         return plans
 
-    # Also after failed trigger tasks: their jobs stay pending (or are dead-lettered eventually)
-    # while the others are acknowledged. Skipped ones (run already existed) count as done.
+    # Also after a failed trigger task: jobs without a run stay pending (dead-lettered after
+    # repeated failures) while those whose run exists are acknowledged.
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def acknowledge_jobs(plans: list[dict[str, Any]], ti=None) -> dict[str, int]:
         from tickstock.intake import JobStream
@@ -94,24 +88,18 @@ def redis_job_listener() -> None:
             return "queued" if queued else "started"
 
         client = _redis()
-        return settle_jobs(
-            JobStream(client, stream=STREAM, group=GROUP), JobStatusStore(client), plans, run_state
-        )
+        return settle_jobs(JobStream(client, stream=STREAM, group=GROUP), JobStatusStore(client), plans, run_state)
 
     claimed = claim_jobs()
-    # logical_date=None: runs are identified by run id only, so bursts never collide on a date.
-    # The conf is the message's (validated) content: never rendered as a Jinja template.
-    trigger_universe_load = TriggerJobRunOperator.partial(
+    # One task creates every run of the batch (one Execution API call per job); run ids are
+    # derived from job ids, so a redelivered job finds its run and creates nothing.
+    trigger_universe_load = TriggerJobRunsOperator(
         task_id="trigger_universe_load",
         trigger_dag_id=TARGET_DAG_ID,
-        logical_date=None,
-        skip_when_already_exists=True,
-        fail_when_dag_is_paused=False,
-        wait_for_completion=False,
-    ).expand_kwargs(claimed.map(_trigger_kwargs))
+        runs=claimed,
+    )
 
-    wait_for_jobs >> claimed
-    trigger_universe_load >> acknowledge_jobs(claimed)
+    wait_for_jobs >> claimed >> trigger_universe_load >> acknowledge_jobs(claimed)
 
 
 redis_job_listener()

@@ -34,10 +34,10 @@ from tickstock.load_request import (
     SYMBOL_PATTERN,
 )
 from tickstock.timeframes import ALL_TIMEFRAMES
+from tickstock_airflow.hooks.massive import MASSIVE_POOL
 from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
 from tickstock_airflow.tasks import (
     FETCH_MAP_INDEX_TEMPLATE,
-    MASSIVE_POOL,
     RATE_LIMIT_TEMPLATE,
     check_bar_counts,
     finish_job,

@@ -307,9 +307,7 @@ class JobStream:
                 break
         entries = entries[:limit]
         if len(entries) < limit:
-            fresh = self.client.xreadgroup(
-                self.group, self.consumer, {self.stream: ">"}, count=limit - len(entries)
-            )
+            fresh = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=limit - len(entries))
             for _stream, items in fresh or []:
                 entries.extend(items)
         deliveries = self._deliveries([_text(entry_id) or "" for entry_id, _ in entries])
@@ -375,8 +373,7 @@ def status(client: redis.Redis) -> dict[str, Any]:
     stream.ensure_group()
     numsub = client.pubsub_numsub(CHANNEL)
     bridges = sorted(
-        (_text(key) or "").removeprefix(BRIDGE_KEY_PREFIX)
-        for key in client.scan_iter(f"{BRIDGE_KEY_PREFIX}*")
+        (_text(key) or "").removeprefix(BRIDGE_KEY_PREFIX) for key in client.scan_iter(f"{BRIDGE_KEY_PREFIX}*")
     )
     return {
         "channel_subscribers": int(numsub[0][1]) if numsub else 0,

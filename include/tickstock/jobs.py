@@ -135,9 +135,7 @@ def _job_id(message: dict[str, Any]) -> str:
         raise InvalidJob("job_id", f"expected text, got {type(raw).__name__}")
     job_id = str(raw)
     if not _valid_job_id(job_id):
-        raise InvalidJob(
-            "job_id", f"must be 1..{MAX_JOB_ID_LENGTH} printable characters, got {job_id[:40]!r}"
-        )
+        raise InvalidJob("job_id", f"must be 1..{MAX_JOB_ID_LENGTH} printable characters, got {job_id[:40]!r}")
     return job_id
 
 
@@ -151,9 +149,7 @@ def universe_from_csv_file(csv_file: Any) -> str:
         raise InvalidJob("csv_file", f"expected a CSV file name, got {csv_file!r}")
     name = csv_file.strip()
     if "/" in name or "\\" in name or name.startswith(".") or ":" in name:
-        raise InvalidJob(
-            "csv_file", f"{csv_file!r} is not a bare file name inside the universes folder (no paths)"
-        )
+        raise InvalidJob("csv_file", f"{csv_file!r} is not a bare file name inside the universes folder (no paths)")
     stem, dot, ext = name.rpartition(".")
     if dot and ext.lower() != "csv":
         raise InvalidJob("csv_file", f"{csv_file!r} is not a .csv file")
@@ -174,9 +170,7 @@ def parse_job_message(raw: str | bytes) -> LoadJob:
     try:
         message = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise InvalidJob(
-            "message", f"not valid JSON ({exc.msg} at character {exc.pos})", recover_job_id(raw)
-        ) from None
+        raise InvalidJob("message", f"not valid JSON ({exc.msg} at character {exc.pos})", recover_job_id(raw)) from None
     if not isinstance(message, dict):
         raise InvalidJob("message", f"expected a JSON object, got {type(message).__name__}")
 
@@ -185,9 +179,7 @@ def parse_job_message(raw: str | bytes) -> LoadJob:
     if job_type is None:
         raise InvalidJob("job_type", f"missing; expected one of {', '.join(JOB_TYPES)}", job_id)
     if job_type not in JOB_TYPES:
-        raise InvalidJob(
-            "job_type", f"unknown job type {job_type!r}; expected one of {', '.join(JOB_TYPES)}", job_id
-        )
+        raise InvalidJob("job_type", f"unknown job type {job_type!r}; expected one of {', '.join(JOB_TYPES)}", job_id)
 
     params = {name: message[name] for name in LOAD_FIELDS if name in message}
     params["job_id"] = job_id

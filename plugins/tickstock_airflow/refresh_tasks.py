@@ -11,7 +11,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.timeframes import Timeframe
-from tickstock_airflow.tasks import PLAN_KEY, _job_status, _pg_conn, massive_hook
+from tickstock_airflow.tasks import PLAN_KEY, job_status_store, massive_hook, pg_connection
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     as_of_is_session = calendar.is_session(as_of)
     sessions = [d for d in calendar.sessions(calendar.CALENDAR_START, as_of) if calendar.session_open(d) <= planned_at]
 
-    with _pg_conn() as conn:
+    with pg_connection() as conn:
         apply_schema(conn)
         symbols = [row[0] for row in conn.execute(read_sql("dml/active_symbols.sql")).fetchall()]
         ranges = []
@@ -136,7 +136,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     log.info(
         "%d fetch batches, %d grouped-daily requests planned", len(batches), sum(len(g["sessions"]) for g in grouped)
     )
-    _job_status().update(
+    job_status_store().update(
         job_id,
         status=JobState.PROCESSING,
         progress=0,
@@ -193,7 +193,7 @@ def fetch_grouped_daily(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
             for symbol, reasons in parsed.reasons_by_symbol().items():
                 if symbol in wanted:
                     invalid.setdefault(symbol, []).extend(reasons)
-        with _pg_conn() as conn:
+        with pg_connection() as conn:
             counts = stage_bars(conn, request["staging_key"], bars)
         log.info(
             "✓ API returned %d day bars for %d of %d symbols in %d grouped requests",

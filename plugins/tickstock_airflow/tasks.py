@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 DB_CONN_ID = "tickstock_db"
 REDIS_CONN_ID = "tickstock_redis"
 MASSIVE_CONN_ID = "massive_default"
-MASSIVE_POOL = "massive_api"
 METADATA_WORKERS = 8
 DEFAULT_RATE_LIMIT = "100/s"  # Massive's advice for paid plans; "5/min" on the free tier
 
@@ -37,7 +36,8 @@ FETCH_MAP_INDEX_TEMPLATE = (
     "{{ task.timeframe }} · {{ task.symbols[0] }}…{{ task.symbols[-1] }} ({{ task.symbols | length }})"
 )
 
-RATE_LIMIT_TEMPLATE = "{{ var.value.get('massive_rate_limit', '100/s') }}"
+RATE_LIMIT_VARIABLE = "massive_rate_limit"
+RATE_LIMIT_TEMPLATE = f"{{{{ var.value.get('{RATE_LIMIT_VARIABLE}', '{DEFAULT_RATE_LIMIT}') }}}}"
 
 # One Asset per table, so other DAGs can be scheduled on fresh bars.
 OHLCV_ASSETS: dict[Timeframe, Asset] = {
@@ -51,17 +51,17 @@ def massive_hook():
 
     from tickstock_airflow.hooks.massive import MassiveHook
 
-    rate_limit = Variable.get("massive_rate_limit", default=DEFAULT_RATE_LIMIT) or None
+    rate_limit = Variable.get(RATE_LIMIT_VARIABLE, default=DEFAULT_RATE_LIMIT) or None
     return MassiveHook(massive_conn_id=MASSIVE_CONN_ID, rate_limit=rate_limit, redis_conn_id=REDIS_CONN_ID)
 
 
-def _pg_conn():
+def pg_connection():
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     return PostgresHook(postgres_conn_id=DB_CONN_ID).get_conn()
 
 
-def _job_status():
+def job_status_store():
     from airflow.providers.redis.hooks.redis import RedisHook
 
     from tickstock.job_status import JobStatusStore
@@ -113,7 +113,7 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
         request = parse_load_request(params)
     except InvalidRequest as exc:
         job_id = params.get("job_id") or run_id
-        _job_status().update(
+        job_status_store().update(
             str(job_id),
             status=JobState.FAILED,
             progress=100,
@@ -137,9 +137,9 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
             window.end,
             window.expected_count,
         )
-    with _pg_conn() as conn:
+    with pg_connection() as conn:
         apply_schema(conn)
-    _job_status().update(
+    job_status_store().update(
         job_id,
         status=JobState.PROCESSING,
         progress=0,
@@ -175,7 +175,7 @@ def register_symbols(plan: Mapping[str, Any]) -> dict[str, Any]:
     from tickstock.symbols import symbol_row, symbols_with_fresh_metadata
 
     symbols = plan["symbols"]
-    with _pg_conn() as conn:
+    with pg_connection() as conn:
         fresh = symbols_with_fresh_metadata(conn, symbols)
         stale = [s for s in symbols if s not in fresh]
         log.info("Fetching metadata for %d symbols (%d already fresh)", len(stale), len(fresh))
@@ -203,7 +203,7 @@ def upsert_bars(fetch_result: Mapping[str, Any], plan: Mapping[str, Any]) -> dic
     context = get_current_context()
     symbols = sorted(fetch_result.get("bars", {}))
     context["map_index_label"] = f"{timeframe.value} · {symbols[0]}…{symbols[-1]} ({len(symbols)})" if symbols else key
-    with _pg_conn() as conn:
+    with pg_connection() as conn:
         merged = merge_staged(conn, key, timeframe)
     table = OHLCV_TABLES[timeframe].table
     for symbol, count in sorted(merged.staged.items()):
@@ -229,7 +229,7 @@ def upsert_bars(fetch_result: Mapping[str, Any], plan: Mapping[str, Any]) -> dic
     from tickstock.results import RESULT_FIELD
 
     errors = [f"{s}: {timeframe.value} bars: {r}" for s, r in result["failed"].items()]
-    _job_status().update(
+    job_status_store().update(
         plan["job_id"],
         increments={RESULT_FIELD[timeframe]: merged.staged.total()},
         errors=errors,
@@ -258,7 +258,7 @@ def check_bar_counts(
     checked = summary.loaded
     since = {symbol: date.fromisoformat(day) for symbol, day in plan["check"].get("since", {}).items()}
     counts = []
-    with _pg_conn() as conn:
+    with pg_connection() as conn:
         for window in planned_windows(plan).values():
             counts.extend(count_bars(conn, window, checked, since))
     outcome = evaluate(counts, min_completeness=plan["min_completeness"])
@@ -313,7 +313,7 @@ def finish_job(
         log.error("Errors encountered:")
         for error in results["errors"]:
             log.error("  - %s", error)
-    _job_status().update(
+    job_status_store().update(
         plan["job_id"],
         status=summary.state,
         progress=100,

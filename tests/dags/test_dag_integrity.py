@@ -10,7 +10,7 @@ import pytest
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
 APPROVED_TAGS = {"tickstock", "massive", "ohlcv", "redis", "jobs", "refresh"}
-EXPECTED_DAG_IDS = {"universe_load"}
+EXPECTED_DAG_IDS = {"universe_load", "nightly_refresh"}
 
 
 class _NoNetwork(RuntimeError):

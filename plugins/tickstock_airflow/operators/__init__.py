@@ -1,1 +1,1 @@
-"""Operators of the TickStock loader: MassiveBarsToStagingOperator, TriggerJobRunOperator."""
+"""Operators: MassiveBarsToStagingOperator."""

@@ -96,7 +96,13 @@ class RedisStreamTrigger(BaseTrigger):
         from airflow.sdk import BaseHook
 
         conn = await BaseHook.aget_connection(self.redis_conn_id)
-        return aioredis.Redis(**redis_client_kwargs(conn), socket_keepalive=True, socket_connect_timeout=10)
+        # redis-py's default 5 s socket timeout would cut every longer blocking XREAD short.
+        return aioredis.Redis(
+            **redis_client_kwargs(conn),
+            socket_keepalive=True,
+            socket_connect_timeout=10,
+            socket_timeout=self.block_seconds + 10,
+        )
 
     async def _ensure_group(self, client: aioredis.Redis) -> None:
         import redis

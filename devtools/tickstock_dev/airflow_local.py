@@ -271,9 +271,12 @@ class LocalAirflow:
             alive=self.processes.check_alive,
         )
         unpaused = tuple(sorted(expected - set(self.keep_paused)))
+        paused = tuple(sorted(expected & set(self.keep_paused)))
         for dag_id in unpaused:
             api.set_paused(dag_id, False)
-        return unpaused, tuple(sorted(expected & set(self.keep_paused)))
+        for dag_id in paused:  # an Airflow home reused from an earlier start may have it unpaused
+            api.set_paused(dag_id, True)
+        return unpaused, paused
 
     def environment(self, urls: services.ServiceUrls, massive_url: str, api_key: str) -> dict[str, str]:
         """Return the environment of every Airflow process of this stack."""
@@ -291,6 +294,8 @@ class LocalAirflow:
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
                 "AIRFLOW__API__PORT": str(self.port),
+                # A development stack with a generated admin password: loopback only.
+                "AIRFLOW__API__HOST": "127.0.0.1",
                 # Task processes report to the Execution API of *this* api-server.
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
                 # Internal log servers: free ports, so two stacks (or a stack and a test) coexist.
@@ -373,10 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--massive-url", default=os.environ.get("MASSIVE_BASE_URL") or None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    home = services.state_dir() / "airflow"
+    # Before anything imports Airflow in this process (ensure_airflow_db reads its version), or
+    # it would create ~/airflow/airflow.cfg.
+    os.environ["AIRFLOW_HOME"] = str(home)
     api_key = os.environ.get("MASSIVE_API_KEY") or None
     massive_url = (args.massive_url or DEFAULT_MASSIVE_URL) if api_key else None
     stack = LocalAirflow(
-        services.state_dir() / "airflow",
+        home,
         port=args.port,
         sim_now=args.sim_now or None,
         massive_url=massive_url,

@@ -128,7 +128,16 @@ def _task_states(api: AirflowApi, run_id: str) -> list[str]:
     return sorted(f"{ti['task_id']}[{ti['map_index']}]={ti['state']}" for ti in api.call("GET", path)["task_instances"])
 
 
-def test_trigger_universe_load_from_the_ui(airflow_stack: AirflowInfo, pg_conn) -> None:
+@pytest.fixture
+def tables(pg_conn):
+    """The emptied TickStock tables, emptied again afterwards: later tests expect them empty."""
+    from tickstock.timeframes import OHLCV_TABLES
+
+    yield pg_conn
+    pg_conn.execute(f"TRUNCATE symbols, {', '.join(t.table for t in OHLCV_TABLES.values())}, ohlcv_staging")
+
+
+def test_trigger_universe_load_from_the_ui(airflow_stack: AirflowInfo, tables) -> None:
     from playwright.sync_api import sync_playwright
 
     info = airflow_stack
@@ -161,7 +170,7 @@ def test_trigger_universe_load_from_the_ui(airflow_stack: AirflowInfo, pg_conn) 
             form.locator("#element_source").fill("browser test")
             page.screenshot(path=ARTIFACTS / "02-trigger-form.png", full_page=True)
             form.get_by_role("button", name="Trigger", exact=True).click()
-            page.get_by_text("Dag Run Triggered").wait_for()
+            page.get_by_text("Dag Run Triggered").first.wait_for()  # the toast may render twice
 
             step = "run"
             api = AirflowApi(info.url, info.username, info.password)
@@ -183,7 +192,7 @@ def test_trigger_universe_load_from_the_ui(airflow_stack: AirflowInfo, pg_conn) 
 
     # Every requested bar is there, and nothing else was written (pg_conn emptied the tables).
     counts = {
-        (table, symbol): pg_conn.execute(
+        (table, symbol): tables.execute(
             f"SELECT count(*) FILTER (WHERE {window}), count(*) FROM {table} WHERE symbol = %s", (symbol,)
         ).fetchone()
         for table, (_, window) in EXPECTED_PER_SYMBOL.items()

@@ -294,9 +294,9 @@ def test_init_creates_pool_variable_and_schema(raw: dict[str, Any], services: di
     assert init.MASSIVE_POOL == "massive_api"
     assert '"-m", "tickstock.schema"' in source
     assert environment(services["airflow-init"])["TICKSTOCK_REQUIRE_HYPERTABLES"] == "true"
-    tasks = ROOT / "plugins" / "tickstock_airflow" / "tasks.py"
-    if tasks.exists():  # the pool the DAG tasks are assigned to is the one init creates
-        assert f'MASSIVE_POOL = "{init.MASSIVE_POOL}"' in tasks.read_text()
+    # The pool the DAG tasks are assigned to is the one init creates.
+    pools = {m for path in code_files() for m in re.findall(r'MASSIVE_POOL\s*=\s*"([^"]+)"', path.read_text())}
+    assert pools == {init.MASSIVE_POOL}, f"the code's pool constant(s): {sorted(pools)}"
 
 
 def _compose_cli() -> list[str] | None:

@@ -129,8 +129,19 @@ class AirflowApi:
         errors = self.call("GET", "/api/v2/importErrors?limit=100")["import_errors"]
         return [f"{e['filename']}: {e['stack_trace'].strip().splitlines()[-1]}" for e in errors]
 
-    def set_paused(self, dag_id: str, paused: bool) -> None:
-        self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+    def try_set_paused(self, dag_id: str, paused: bool) -> bool:
+        """Pause or unpause ``dag_id``; return False on a server error, for the caller to retry.
+
+        SQLite under a busy scheduler answers "database is locked" now and then (a 500 here).
+        """
+        try:
+            self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                raise
+            log.warning("pausing/unpausing %s: HTTP %d, trying again", dag_id, exc.code)
+            return False
+        return True
 
 
 class LocalAirflow:
@@ -254,28 +265,39 @@ class LocalAirflow:
         """Wait until every DAG file is parsed, then unpause all but ``keep_paused``.
 
         Waiting for the parse also makes "ready" mean the DAGs can be triggered; a DAG that does
-        not appear fails the start with its import error instead of a mysteriously empty UI.
+        not appear fails the start, naming the import errors, instead of leaving an empty UI.
         """
         expected = dag_ids_in(dags_folder)
 
         def parsed() -> bool:
-            missing = expected - api.dag_ids()
-            if missing and (errors := api.import_errors()):
-                raise StartupError("DAGs failed to import:\n" + "\n".join(errors))
+            try:
+                missing = expected - api.dag_ids()
+            except urllib.error.HTTPError as exc:  # SQLite busy: ask again on the next poll
+                if exc.code < 500:
+                    raise
+                return False
             return not missing
 
-        wait_for(
-            parsed,
-            timeout=READY_TIMEOUT_S,
-            what=f"DAGs {sorted(expected)} to be parsed",
-            alive=self.processes.check_alive,
-        )
+        try:
+            wait_for(
+                parsed,
+                timeout=READY_TIMEOUT_S,
+                what=f"DAGs {sorted(expected)} to be parsed",
+                alive=self.processes.check_alive,
+            )
+        except StartupError as exc:
+            # Import errors are only conclusive now: a reused home keeps those of earlier parses.
+            errors = api.import_errors()
+            raise StartupError("\n".join([str(exc), *(f"import error: {e}" for e in errors)])) from None
         unpaused = tuple(sorted(expected - set(self.keep_paused)))
         paused = tuple(sorted(expected & set(self.keep_paused)))
-        for dag_id in unpaused:
-            api.set_paused(dag_id, False)
-        for dag_id in paused:  # an Airflow home reused from an earlier start may have it unpaused
-            api.set_paused(dag_id, True)
+        # (an Airflow home reused from an earlier start may have a kept-paused DAG unpaused)
+        for dag_id, state in [*((d, False) for d in unpaused), *((d, True) for d in paused)]:
+            wait_for(
+                lambda dag_id=dag_id, state=state: api.try_set_paused(dag_id, state),
+                timeout=60,
+                what=f"{dag_id} to be {'paused' if state else 'unpaused'}",
+            )
         return unpaused, paused
 
     def environment(self, urls: services.ServiceUrls, massive_url: str, api_key: str) -> dict[str, str]:

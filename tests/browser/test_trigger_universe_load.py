@@ -96,15 +96,20 @@ def test_browser_prerequisites_when_required() -> None:
 def airflow_stack(service_urls, schema, tmp_path_factory) -> Iterator[AirflowInfo]:
     """The ``make airflow`` stack on the test database and Redis, on a free port.
 
-    Its Airflow home starts from a copy of the session's migrated metadata DB (and its
-    migration stamp), so the test does not spend a minute migrating a fresh SQLite file.
+    Its Airflow home starts from a copy of a pristine migrated metadata DB kept in the state
+    folder (migrated once per Airflow version, never run on), so the test does not spend a minute
+    migrating, and inherits no runs from other tests (the session's own metadata DB holds
+    ``dag.test()`` runs a scheduler would pick up).
     """
+    from tickstock_dev.airflow_env import airflow_env, ensure_airflow_db
     from tickstock_dev.airflow_local import LocalAirflow, free_port
+    from tickstock_dev.services import state_dir
 
-    session_home = Path(os.environ["AIRFLOW_HOME"])
+    template = state_dir() / "airflow-browser-template"
+    ensure_airflow_db(airflow_env(template, service_urls))
     home = tmp_path_factory.mktemp("airflow-browser")
-    shutil.copy(session_home / "airflow.db", home / "airflow.db")
-    for stamp in session_home.glob(".migrated-*"):
+    shutil.copy(template / "airflow.db", home / "airflow.db")
+    for stamp in template.glob(".migrated-*"):
         shutil.copy(stamp, home / stamp.name)
     # nightly_refresh stays paused as in `make airflow` with a frozen clock: it would load bars
     # of its own into the tables this test counts.

@@ -23,6 +23,8 @@ from tickstock_dev.airflow_env import airflow_env, ensure_airflow_db
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+pytest_plugins = ["massive_sim.testing"]
+
 TEST_REDIS_DB = 1
 _STARTED = pytest.StashKey[services.ServiceUrls]()
 _TEST_URLS = pytest.StashKey[services.ServiceUrls]()

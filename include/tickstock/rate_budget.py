@@ -1,0 +1,137 @@
+"""A request budget shared by every worker process, kept in Redis.
+
+Massive limits requests per API key (5/min on the free plan; "stay under 100/s" on paid plans),
+while Airflow runs a load as many mapped tasks in separate processes, each with a thread pool.
+A per-process limiter would multiply the budget by the number of processes, so the budget lives
+in Redis and is spent atomically by one Lua script.
+
+The algorithm is GCRA (a token bucket expressed as a "theoretical arrival time"): each call
+reserves the next free slot and returns how long the caller must wait for it. Reserving instead of
+polling means one round trip per request, callers are served in arrival order, and nobody spins.
+Time comes from the Redis server's clock (``TIME``), so workers on different hosts with skewed
+clocks still share one schedule. ``burst`` requests may go at once after an idle period; after
+that requests are spaced ``1/rate`` apart, so any window of ``w`` seconds holds at most
+``burst + rate * w`` request starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import redis
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "tickstock:rate_budget:"
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
+
+# KEYS[1]: the budget's key. ARGV: interval (µs per request), tolerance (µs of allowed burst).
+# Returns the µs the caller must wait before sending. Numbers are formatted with %.0f because
+# Lua's tostring() would write large doubles in exponent form and lose precision.
+_RESERVE_LUA = """
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+local new_tat = tat + interval
+local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl_ms)
+return string.format('%.0f', wait)
+"""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A request rate such as 100 per second or 5 per minute.
+
+    :param requests: requests allowed per ``seconds``
+    :param seconds: the period length
+    """
+
+    requests: int
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.requests <= 0 or self.seconds <= 0:
+            raise ValueError(f"a rate needs positive numbers, got {self.requests}/{self.seconds}s")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests at this rate."""
+        return self.seconds / self.requests
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.seconds:g}s"
+
+
+def parse_rate(text: str | Rate) -> Rate:
+    """Parse ``"100/s"``, ``"5/min"``, ``"5/m"``, ``"300/h"`` or ``"10/2s"`` into a :class:`Rate`."""
+    if isinstance(text, Rate):
+        return text
+    match = _RATE_RE.match(text.lower())
+    if not match or match.group(3) not in _UNITS:
+        raise ValueError(f"rate {text!r} is not like '100/s', '5/min' or '300/h'")
+    count, multiple, unit = match.groups()
+    return Rate(int(count), float(multiple or 1) * _UNITS[unit])
+
+
+class RateBudget:
+    """A request budget shared through Redis by every process that uses the same ``name``.
+
+    :param client: a Redis client (``decode_responses`` either way)
+    :param name: what the budget limits, e.g. the Airflow connection id of the API; processes
+        sharing a name share the budget
+    :param rate: the budget, e.g. ``"100/s"`` or ``"5/min"``
+    :param burst: requests that may start together after an idle period (at least 1). One is the
+        safe default for a server that counts requests in sliding windows.
+    :param sleep: how to wait (injected by unit tests that check the computed waits)
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        name: str,
+        rate: str | Rate,
+        *,
+        burst: int = 1,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self.rate = parse_rate(rate)
+        self.burst = burst
+        self.key = f"{KEY_PREFIX}{name}"
+        self._sleep = sleep
+        self._script = client.register_script(_RESERVE_LUA)
+        self._interval_us = round(self.rate.interval * 1_000_000)
+        self._tolerance_us = (burst - 1) * self._interval_us
+
+    def reserve(self) -> float:
+        """Reserve the next request slot; return the seconds to wait until it (0 = go now)."""
+        waited = self._script(keys=[self.key], args=[self._interval_us, self._tolerance_us])
+        return int(waited) / 1_000_000
+
+    def acquire(self) -> float:
+        """Wait until this process may send one request; return the seconds waited."""
+        wait = self.reserve()
+        if wait > 0:
+            if wait >= 1:
+                log.info("Rate budget %s (%s): waiting %.1f s for a request slot", self.key, self.rate, wait)
+            self._sleep(wait)
+        return wait

@@ -1,0 +1,1 @@
+"""Hooks: MassiveHook (Massive market-data REST API on top of the http provider)."""

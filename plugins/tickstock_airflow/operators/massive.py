@@ -1,0 +1,266 @@
+"""MassiveBarsToStagingOperator: fetch one timeframe for a batch of symbols and stage the bars.
+
+The bars go to the ``ohlcv_staging`` table (COPY, one transaction per batch, replaced on retry),
+not to XCom: a batch of 50 symbols x 5 years of day bars is megabytes, and the metadata database
+is the wrong place for it. The task returns only counters and reasons; the upsert task merges the
+staged rows by ``staging_key``.
+
+Failure policy: a symbol whose fetch fails (after the hook's retries) is reported in ``failed``
+and the others are still staged, because one delisted or misbehaving ticker must not cost the
+batch. Authentication/entitlement errors fail the task at once (every symbol would fail the same
+way), and so does a batch in which every symbol failed for a reason that a task retry may cure
+(API unavailable, unexpected error).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.common.compat.sdk import AirflowException
+from airflow.sdk import BaseOperator
+
+from tickstock.timeframes import Timeframe
+from tickstock_airflow.hooks.massive import (
+    MassiveAuthError,
+    MassiveHook,
+    MassivePaginationError,
+    MassiveRequestError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from tickstock.bars import Bar, ParsedBars
+
+# Reasons kept per symbol in the task result: enough to diagnose, small enough for XCom.
+MAX_REASONS_PER_SYMBOL = 20
+# Failures that belong to one symbol's request; anything else in every symbol is systemic.
+PER_SYMBOL_ERRORS = (MassiveRequestError, MassivePaginationError)
+
+
+@dataclass
+class BatchResult:
+    """What fetching a batch produced.
+
+    :param bars: every valid bar of the batch
+    :param counts: valid bars per fetched symbol (0 for "no data")
+    :param failed: symbol -> why its fetch failed
+    :param invalid: symbol -> reasons its rejected bars were kept out
+    :param errors: symbol -> the exception, to tell per-symbol from systemic failures
+    """
+
+    bars: list[Bar] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    invalid: dict[str, list[str]] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    def add(self, symbol: str, parsed: ParsedBars) -> None:
+        self.bars.extend(parsed.bars)
+        self.counts[symbol] = len(parsed.bars)
+        reasons = [r.reason for r in parsed.rejected]
+        if reasons:
+            extra = len(reasons) - MAX_REASONS_PER_SYMBOL
+            self.invalid[symbol] = reasons[:MAX_REASONS_PER_SYMBOL] + (
+                [f"... and {extra} more"] if extra > 0 else []
+            )
+
+    def fail(self, symbol: str, error: BaseException) -> None:
+        self.errors[symbol] = error
+        self.failed[symbol] = str(error) or type(error).__name__
+
+
+def normalise_symbols(value: Sequence[str] | str) -> list[str]:
+    """Accept a list, a JSON list or a comma-separated string (templates render to strings)."""
+    if isinstance(value, str):
+        text = value.strip()
+        items = json.loads(text) if text.startswith("[") else text.split(",")
+    else:
+        items = list(value)
+    symbols = list(dict.fromkeys(str(s).strip().upper() for s in items if str(s).strip()))
+    if not symbols:
+        raise ValueError("symbols is empty")
+    return symbols
+
+
+def _as_date(value: date | str) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def fetch_batch(
+    hook: MassiveHook,
+    symbols: Sequence[str],
+    timeframe: Timeframe,
+    start: date,
+    end: date,
+    *,
+    adjusted: bool = True,
+    extended_hours: bool = False,
+    max_workers: int = 8,
+) -> BatchResult:
+    """Fetch ``symbols`` concurrently on ``hook`` (one session, one connection pool).
+
+    Raises :class:`MassiveAuthError` as soon as any symbol hits one, cancelling what has not
+    started; every other failure is recorded per symbol.
+    """
+    result = BatchResult()
+
+    def fetch(symbol: str) -> ParsedBars:
+        return hook.get_bars(symbol, timeframe, start, end, adjusted=adjusted, extended_hours=extended_hours)
+
+    hook.prepare()  # connections are resolved here, in the task's own thread, not in the pool
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(max_workers, len(symbols))), thread_name_prefix="massive"
+    ) as pool:
+        futures = {pool.submit(fetch, symbol): symbol for symbol in symbols}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                error = future.exception()
+                if isinstance(error, MassiveAuthError):
+                    for other in pending:
+                        other.cancel()
+                    raise error
+                if error is not None:
+                    result.fail(futures[future], error)
+                else:
+                    result.add(futures[future], future.result())
+    # Report in the batch's order, not completion order.
+    result.counts = {s: result.counts[s] for s in symbols if s in result.counts}
+    result.failed = {s: result.failed[s] for s in symbols if s in result.failed}
+    result.invalid = {s: result.invalid[s] for s in symbols if s in result.invalid}
+    return result
+
+
+class MassiveBarsToStagingOperator(BaseOperator):
+    """Fetch one timeframe of bars for a batch of symbols from Massive into the staging table.
+
+    Returns ``{"staging_key", "timeframe", "bars": {symbol: n}, "failed": {symbol: reason},
+    "invalid": {symbol: [reasons]}, "requests": n}``. Use it with the pool ``massive_api`` so
+    the number of concurrent fetch tasks stays bounded; ``rate_limit`` bounds their requests.
+
+    :param symbols: tickers of this batch (templated; a list, a JSON list or "A,B,C")
+    :param timeframe: hour, day, week or month (templated)
+    :param start: first date, America/New_York (templated; ``date`` or ``YYYY-MM-DD``)
+    :param end: last date, inclusive (templated)
+    :param staging_key: key of this batch's rows in ``ohlcv_staging`` (templated); re-running the
+        task replaces them
+    :param adjusted: split-adjusted prices
+    :param extended_hours: keep pre-market and after-hours hourly bars
+    :param massive_conn_id: Massive connection (base URL + API key as password)
+    :param postgres_conn_id: database holding ``ohlcv_staging``
+    :param redis_conn_id: Redis holding the shared rate budget (used only with ``rate_limit``)
+    :param rate_limit: shared request budget such as ``"100/s"`` or ``"5/min"``; ``None`` = none
+    :param max_workers: symbols fetched at once by this task (threads sharing one HTTP pool)
+    :param max_attempts: attempts per request before a symbol counts as failed
+    :param retry_base_delay: first backoff in seconds (429 backoff starts at twice this)
+    """
+
+    template_fields: Sequence[str] = ("symbols", "timeframe", "start", "end", "staging_key")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"symbols": "json"}
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        symbols: Sequence[str] | str,
+        timeframe: Timeframe | str,
+        start: date | str,
+        end: date | str,
+        staging_key: str,
+        adjusted: bool = True,
+        extended_hours: bool = False,
+        massive_conn_id: str = MassiveHook.default_conn_name,
+        postgres_conn_id: str = "tickstock_db",
+        redis_conn_id: str = "tickstock_redis",
+        rate_limit: str | None = None,
+        max_workers: int = 8,
+        max_attempts: int = 6,
+        retry_base_delay: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.symbols = symbols
+        self.timeframe = timeframe
+        self.start = start
+        self.end = end
+        self.staging_key = staging_key
+        self.adjusted = adjusted
+        self.extended_hours = extended_hours
+        self.massive_conn_id = massive_conn_id
+        self.postgres_conn_id = postgres_conn_id
+        self.redis_conn_id = redis_conn_id
+        self.rate_limit = rate_limit
+        self.max_workers = max_workers
+        self.max_attempts = max_attempts
+        self.retry_base_delay = retry_base_delay
+
+    @cached_property
+    def hook(self) -> MassiveHook:
+        return MassiveHook(
+            self.massive_conn_id,
+            rate_limit=self.rate_limit,
+            redis_conn_id=self.redis_conn_id,
+            pool_size=self.max_workers,
+            max_attempts=self.max_attempts,
+            retry_base_delay=self.retry_base_delay,
+            rate_limited_base_delay=2 * self.retry_base_delay,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        from tickstock.staging import stage_bars
+
+        symbols, timeframe = normalise_symbols(self.symbols), Timeframe(self.timeframe)
+        batch = fetch_batch(
+            self.hook, symbols, timeframe, _as_date(self.start), _as_date(self.end),
+            adjusted=self.adjusted, extended_hours=self.extended_hours, max_workers=self.max_workers,
+        )  # fmt: skip
+        self._raise_if_systemic(symbols, batch)
+        with closing(PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn()) as conn:
+            stage_bars(conn, self.staging_key, batch.bars)
+        return self._summarise(timeframe, batch)
+
+    def _raise_if_systemic(self, symbols: list[str], batch: BatchResult) -> None:
+        if len(batch.failed) < len(symbols):
+            return
+        if all(isinstance(e, PER_SYMBOL_ERRORS) for e in batch.errors.values()):
+            return
+        first = next(iter(batch.failed.items()))
+        raise AirflowException(f"all {len(symbols)} symbols failed; e.g. {first[0]}: {first[1]}")
+
+    def _summarise(self, timeframe: Timeframe, batch: BatchResult) -> dict[str, Any]:
+        for symbol, count in batch.counts.items():
+            if count == 0:
+                self.log.warning("⚠ No %s data returned from API for %s", timeframe.value, symbol)
+        for symbol, reason in batch.failed.items():
+            self.log.error("✗ %s %s bars failed: %s", symbol, timeframe.value, reason)
+        self.log.info(
+            "Staged %d %s bars for %d of %d symbols under %s (%d failed, %d with invalid bars, %d requests)",
+            len(batch.bars),
+            timeframe.value,
+            len(batch.counts),
+            len(batch.counts) + len(batch.failed),
+            self.staging_key,
+            len(batch.failed),
+            len(batch.invalid),
+            self.hook.requests_made,
+        )
+        return {
+            "staging_key": self.staging_key,
+            "timeframe": timeframe.value,
+            "bars": batch.counts,
+            "failed": batch.failed,
+            "invalid": batch.invalid,
+            "requests": self.hook.requests_made,
+        }

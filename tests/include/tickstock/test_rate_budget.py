@@ -1,0 +1,91 @@
+"""The Redis-shared request budget, against the real (embedded) Redis.
+
+Waits are asserted as the inequalities GCRA guarantees (a slot is never earlier than its place in
+the schedule, nor later than the schedule plus the time the calls took), never as wall-clock sleeps.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tickstock.rate_budget import KEY_PREFIX, Rate, RateBudget, parse_rate
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    ("text", "requests", "seconds"),
+    [
+        ("100/s", 100, 1.0),
+        ("5/min", 5, 60.0),
+        ("5/m", 5, 60.0),
+        (" 300 / h ", 300, 3600.0),
+        ("10/2s", 10, 2.0),
+    ],
+)
+def test_parse_rate(text, requests, seconds):
+    assert parse_rate(text) == Rate(requests, seconds)
+
+
+@pytest.mark.parametrize("text", ["100", "5/fortnight", "0/s", "-1/s", "fast"])
+def test_parse_rate_rejects_nonsense(text):
+    with pytest.raises(ValueError, match="rate"):
+        parse_rate(text)
+
+
+def _reserve_many(budget: RateBudget, n: int) -> tuple[list[float], float]:
+    started = time.monotonic()
+    waits = [budget.reserve() for _ in range(n)]
+    return waits, time.monotonic() - started
+
+
+def test_reservations_follow_the_schedule_of_one_request_per_interval(redis_client):
+    budget = RateBudget(redis_client, "schedule", "10/s")
+    waits, took = _reserve_many(budget, 20)
+    assert waits[0] == 0
+    for k, wait in enumerate(waits):
+        assert k * 0.1 - took - 1e-6 <= wait <= k * 0.1 + 1e-6
+
+
+def test_burst_requests_may_start_together_then_the_rate_applies(redis_client):
+    budget = RateBudget(redis_client, "burst", "2/s", burst=3)
+    waits, took = _reserve_many(budget, 5)
+    assert waits[:3] == [0, 0, 0]
+    assert 0.5 - took <= waits[3] <= 0.5
+    assert 1.0 - took <= waits[4] <= 1.0
+
+
+def test_every_client_with_the_same_name_shares_one_budget_and_other_names_do_not(service_urls, redis_client):
+    other_client = redis.Redis.from_url(service_urls.redis_url)  # another connection, bytes replies
+    first = RateBudget(redis_client, "shared", "1/min")
+    second = RateBudget(other_client, "shared", "1/min")
+    unrelated = RateBudget(other_client, "unrelated", "1/min")
+    assert first.reserve() == 0
+    assert 59 <= second.reserve() <= 60
+    assert 119 <= first.reserve() <= 120
+    assert unrelated.reserve() == 0
+    other_client.close()
+
+
+def test_the_key_expires_once_the_schedule_is_idle(redis_client):
+    budget = RateBudget(redis_client, "ttl", "5/s")
+    budget.reserve()
+    ttl_ms = redis_client.pttl(f"{KEY_PREFIX}ttl")
+    assert 0 < ttl_ms <= 1200
+
+
+def test_acquire_sleeps_exactly_the_reserved_wait(redis_client):
+    slept: list[float] = []
+    budget = RateBudget(redis_client, "acquire", "4/s", sleep=slept.append)
+    assert budget.acquire() == 0
+    second = budget.acquire()
+    assert slept == [second]
+    assert 0 < second <= 0.25
+
+
+def test_burst_must_be_positive(redis_client):
+    with pytest.raises(ValueError, match="burst"):
+        RateBudget(redis_client, "x", "1/s", burst=0)

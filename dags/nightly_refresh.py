@@ -1,0 +1,83 @@
+"""
+## nightly_refresh
+
+Keep every active symbol in `symbols` current, cheaply. Runs after the US close on weekdays
+(18:30 America/New_York); a run on a holiday finds no new session and makes no bar requests.
+Trigger it manually with `as_of` to refresh a past day.
+
+Per symbol and timeframe it fetches from the last stored bar, re-fetches a small revision window
+(Massive revises recent bars) and the open week and month, and backfills gaps the NYSE calendar
+exposes inside the history a symbol already has (bounded by its list date). Daily bars for many
+symbols needing the same sessions come from the grouped-daily endpoint: one request per session
+instead of one per symbol. Fetch, upsert, the exact bar-count check and the Redis job status are
+the same building blocks as `universe_load`; requests per timeframe go into the job status.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import CronTriggerTimetable, Param, dag
+from pendulum import datetime, duration
+
+from tickstock.load_request import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_HOURLY_DAYS
+from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
+from tickstock_airflow.refresh_tasks import DEFAULT_CHECK_DAYS, fetch_grouped_daily, plan_refresh
+from tickstock_airflow.tasks import (
+    FETCH_MAP_INDEX_TEMPLATE,
+    MASSIVE_POOL,
+    RATE_LIMIT_TEMPLATE,
+    check_bar_counts,
+    finish_job,
+    upsert_bars,
+)
+
+PARAMS = {
+    "as_of": Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        title="As of",
+        description="Refresh up to this date (America/New_York); empty = today.",
+    ),
+    "check_days": Param(
+        DEFAULT_CHECK_DAYS,
+        type="integer",
+        minimum=1,
+        maximum=7300,
+        title="Check window (days)",
+        description="How many calendar days back the exact bar-count check looks.",
+    ),
+    "hourly_days": Param(2, type="integer", minimum=0, maximum=MAX_HOURLY_DAYS, title="Hourly sessions"),
+    "hourly_session": Param("regular", type="string", enum=["regular", "extended"], title="Hourly session"),
+    "batch_size": Param(DEFAULT_BATCH_SIZE, type="integer", minimum=1, maximum=MAX_BATCH_SIZE, title="Batch size"),
+    "min_completeness": Param(1.0, type="number", minimum=0, maximum=1, title="Minimum completeness"),
+    "job_id": Param(None, type=["null", "string"], title="Job id", description="Default: the run id."),
+}
+
+
+@dag(
+    dag_id="nightly_refresh",
+    schedule=CronTriggerTimetable("30 18 * * 1-5", timezone="America/New_York"),
+    start_date=datetime(2025, 1, 1, tz="America/New_York"),
+    catchup=False,
+    doc_md=__doc__,
+    default_args={"owner": "tickstock", "retries": 2, "retry_delay": duration(minutes=1)},
+    tags=["tickstock", "massive", "ohlcv", "refresh"],
+    params=PARAMS,
+    max_active_runs=1,
+)
+def nightly_refresh() -> None:
+    plan = plan_refresh()
+    fetched = MassiveBarsToStagingOperator.partial(
+        task_id="fetch_bars",
+        pool=MASSIVE_POOL,
+        rate_limit=RATE_LIMIT_TEMPLATE,
+        map_index_template=FETCH_MAP_INDEX_TEMPLATE,
+    ).expand_kwargs(plan["batches"])
+    grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL).expand(request=plan["grouped"])
+    upserted = upsert_bars.partial(job_id=plan["job_id"]).expand(fetch_result=fetched.output.concat(grouped))
+    checked = check_bar_counts(plan, upserted)
+    finished = finish_job(plan, upserted)
+    checked >> finished
+
+
+nightly_refresh()

@@ -1,0 +1,208 @@
+"""Tasks specific to ``nightly_refresh``; fetch, upsert, check and finish come from ``tasks``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from airflow.exceptions import AirflowFailException
+from airflow.sdk import get_current_context, task
+
+from tickstock.timeframes import Timeframe
+from tickstock_airflow.tasks import _job_status, _pg_conn, massive_hook
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECK_DAYS = 30
+
+
+@task(multiple_outputs=True)
+def plan_refresh(**context: Any) -> dict[str, Any]:
+    """Find what every active symbol needs and turn it into fetch batches (or grouped-daily requests)."""
+    from tickstock import calendar
+    from tickstock.job_status import JobState
+    from tickstock.load_request import InvalidRequest, parse_load_request
+    from tickstock.refresh import (
+        DATED_TIMEFRAMES,
+        calendar_keys,
+        find_first_missing,
+        group_ranges,
+        plan_symbol_range,
+        read_extents,
+        refresh_summary,
+        use_grouped_daily,
+    )
+    from tickstock.schema import apply_schema
+    from tickstock.sqlfiles import read_sql
+    from tickstock.staging import load_key
+    from tickstock.windows import plan_windows
+
+    params = context["params"]
+    run_id = context["run_id"]
+    planned_at = datetime.now(UTC)
+    as_of = date.fromisoformat(params["as_of"]) if params.get("as_of") else calendar.today_new_york(planned_at)
+    job_id = params.get("job_id") or run_id
+    try:
+        shape = parse_load_request(
+            {
+                "symbols": ["SPY"],
+                **{k: params[k] for k in ("hourly_days", "hourly_session", "batch_size", "adjusted") if k in params},
+            }
+        )
+    except InvalidRequest as exc:
+        raise AirflowFailException(f"Invalid refresh request: {exc}") from exc
+    as_of_is_session = calendar.is_session(as_of)
+    sessions = [d for d in calendar.sessions(calendar.CALENDAR_START, as_of) if calendar.session_open(d) <= planned_at]
+
+    with _pg_conn() as conn:
+        apply_schema(conn)
+        symbols = [row[0] for row in conn.execute(read_sql("dml/active_symbols.sql")).fetchall()]
+        ranges = []
+        since: dict[str, str] = {}
+        for timeframe in DATED_TIMEFRAMES:
+            keys = calendar_keys(timeframe, sessions)
+            extents = read_extents(conn, timeframe, symbols)
+            missing = find_first_missing(conn, timeframe, extents, keys)
+            for extent in extents:
+                item = plan_symbol_range(
+                    extent,
+                    timeframe,
+                    sessions=sessions,
+                    first_missing=missing.get(extent.symbol),
+                    as_of_is_session=as_of_is_session,
+                )
+                if item:
+                    ranges.append(item)
+                if timeframe is Timeframe.DAY:
+                    first = extent.first_key or (item.start if item else None)
+                    if first:
+                        since[extent.symbol] = first.isoformat()
+    log.info(
+        "Refresh as of %s (%s): %d active symbols", as_of, "session" if as_of_is_session else "no session", len(symbols)
+    )
+    log.info("Ranges needed: %s", refresh_summary(ranges))
+
+    batches: list[dict[str, Any]] = []
+    grouped: list[dict[str, Any]] = []
+    size = shape.batch_size
+    for index, ((timeframe, start, end), group) in enumerate(sorted(group_ranges(ranges).items())):
+        group_sessions = calendar.sessions(start, end)
+        if timeframe is Timeframe.DAY and use_grouped_daily(len(group), len(group_sessions)):
+            grouped.append(
+                {
+                    "symbols": group,
+                    "sessions": [d.isoformat() for d in group_sessions],
+                    "staging_key": load_key(run_id, timeframe, f"g{index}"),
+                    "adjusted": shape.adjusted,
+                }
+            )
+            continue
+        for offset in range(0, len(group), size):
+            batches.append(
+                {
+                    "symbols": group[offset : offset + size],
+                    "timeframe": timeframe.value,
+                    "start": start.isoformat(),
+                    "end": end.isoformat(),
+                    "staging_key": load_key(run_id, timeframe, f"{index}-{offset // size}"),
+                    "adjusted": shape.adjusted,
+                    "extended_hours": shape.extended_hours,
+                }
+            )
+    if as_of_is_session and symbols and shape.hourly_days:
+        hourly = plan_windows(
+            as_of=as_of,
+            days=1,
+            timeframes=(Timeframe.HOUR,),
+            hourly_days=shape.hourly_days,
+            extended_hours=shape.extended_hours,
+            now=planned_at,
+        ).get(Timeframe.HOUR)
+        if hourly:
+            for offset in range(0, len(symbols), size):
+                batches.append(
+                    {
+                        "symbols": symbols[offset : offset + size],
+                        "timeframe": Timeframe.HOUR.value,
+                        "start": hourly.start.isoformat(),
+                        "end": hourly.end.isoformat(),
+                        "staging_key": load_key(run_id, Timeframe.HOUR, f"h{offset // size}"),
+                        "adjusted": shape.adjusted,
+                        "extended_hours": shape.extended_hours,
+                    }
+                )
+    log.info(
+        "%d fetch batches, %d grouped-daily requests planned", len(batches), sum(len(g["sessions"]) for g in grouped)
+    )
+    _job_status().update(
+        job_id,
+        status=JobState.PROCESSING,
+        progress=0,
+        total_symbols=len(symbols),
+        batches_total=len(batches) + len(grouped),
+        message=f"Nightly refresh of {len(symbols)} symbols as of {as_of}",
+        fields={"run_id": run_id, "source": "nightly_refresh"},
+    )
+    check_days = int(params.get("check_days", DEFAULT_CHECK_DAYS))
+    return {
+        "job_id": job_id,
+        "symbols": symbols,
+        "batches": batches,
+        "grouped": grouped,
+        "batch_count": len(batches) + len(grouped),
+        "daily_required": False,
+        "min_completeness": float(params.get("min_completeness", 1.0)),
+        "check": {
+            "as_of": as_of.isoformat(),
+            "planned_at": planned_at.isoformat(),
+            "days": check_days,
+            "timeframes": [tf.value for tf in (Timeframe.HOUR, *DATED_TIMEFRAMES)]
+            if as_of_is_session
+            else [tf.value for tf in DATED_TIMEFRAMES],
+            "hourly_days": shape.hourly_days,
+            "extended_hours": shape.extended_hours,
+            "since": since,
+        },
+    }
+
+
+@task(map_index_template="{{ map_index_label }}")
+def fetch_grouped_daily(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Fetch whole-market day bars for a few sessions and stage the requested symbols' bars.
+
+    One request per session replaces one request per symbol, which is what makes a nightly
+    refresh of thousands of symbols cheap on a rate-limited plan.
+    """
+    from tickstock.staging import stage_bars
+
+    wanted = set(request["symbols"])
+    context = get_current_context()
+    context["map_index_label"] = f"grouped day · {len(request['sessions'])} sessions x {len(wanted)} symbols"
+    hook = massive_hook()
+    bars = []
+    invalid: dict[str, list[str]] = {}
+    for day in request["sessions"]:
+        parsed = hook.get_grouped_daily(date.fromisoformat(day), adjusted=request.get("adjusted", True))
+        bars.extend(bar for bar in parsed.bars if bar.symbol in wanted)
+        for symbol, reasons in parsed.reasons_by_symbol().items():
+            if symbol in wanted:
+                invalid.setdefault(symbol, []).extend(reasons)
+    with _pg_conn() as conn:
+        counts = stage_bars(conn, request["staging_key"], bars)
+    log.info(
+        "✓ API returned %d day bars for %d of %d symbols in %d grouped requests",
+        sum(counts.values()),
+        len(counts),
+        len(wanted),
+        len(request["sessions"]),
+    )
+    return {
+        "staging_key": request["staging_key"],
+        "timeframe": Timeframe.DAY.value,
+        "bars": {symbol: counts.get(symbol, 0) for symbol in request["symbols"]},
+        "failed": {},
+        "invalid": invalid,
+        "requests": len(request["sessions"]),
+    }

@@ -1,0 +1,311 @@
+"""TaskFlow tasks shared by ``universe_load`` and ``nightly_refresh``.
+
+Each task is a thin adapter: it builds hooks from connection ids, calls the Airflow-free domain
+code in ``include/tickstock`` and returns a small JSON result. Heavy data never crosses XCom:
+bars travel through the staging table, XComs carry keys and counters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from airflow.exceptions import AirflowFailException
+from airflow.sdk import Asset, get_current_context, task
+
+from tickstock.load_request import InvalidRequest, parse_load_request
+from tickstock.timeframes import OHLCV_TABLES, Timeframe
+
+if TYPE_CHECKING:
+    from tickstock.windows import LoadWindow
+
+log = logging.getLogger(__name__)
+
+DB_CONN_ID = "tickstock_db"
+REDIS_CONN_ID = "tickstock_redis"
+MASSIVE_CONN_ID = "massive_default"
+MASSIVE_POOL = "massive_api"
+METADATA_WORKERS = 8
+DEFAULT_RATE_LIMIT = "100/s"  # Massive's advice for paid plans; "5/min" on the free tier
+
+# Readable labels for mapped fetches in the grid: "day · AAPL…MSFT (50)".
+FETCH_MAP_INDEX_TEMPLATE = (
+    "{{ task.timeframe }} · {{ task.symbols[0] }}…{{ task.symbols[-1] }} ({{ task.symbols | length }})"
+)
+
+RATE_LIMIT_TEMPLATE = "{{ var.value.get('massive_rate_limit', '100/s') }}"
+
+# One Asset per table, so other DAGs can be scheduled on fresh bars.
+OHLCV_ASSETS: dict[Timeframe, Asset] = {
+    tf: Asset(name=f"tickstock.{t.table}", uri=f"tickstock://tickstock_db/{t.table}") for tf, t in OHLCV_TABLES.items()
+}
+
+
+def massive_hook():
+    """Return a MassiveHook on the shared request budget (Variable ``massive_rate_limit``)."""
+    from airflow.sdk import Variable
+
+    from tickstock_airflow.hooks.massive import MassiveHook
+
+    rate_limit = Variable.get("massive_rate_limit", default=DEFAULT_RATE_LIMIT) or None
+    return MassiveHook(massive_conn_id=MASSIVE_CONN_ID, rate_limit=rate_limit, redis_conn_id=REDIS_CONN_ID)
+
+
+def _pg_conn():
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=DB_CONN_ID).get_conn()
+
+
+def _job_status():
+    from airflow.providers.redis.hooks.redis import RedisHook
+
+    from tickstock.job_status import JobStatusStore
+
+    return JobStatusStore(RedisHook(redis_conn_id=REDIS_CONN_ID).get_conn())
+
+
+def planned_windows(plan: Mapping[str, Any]) -> dict[Timeframe, LoadWindow]:
+    """Recompute a plan's check windows exactly (same request shape, as_of and planning instant)."""
+    from datetime import datetime
+
+    from tickstock.windows import plan_windows
+
+    spec = plan["check"]
+    return plan_windows(
+        as_of=date.fromisoformat(spec["as_of"]),
+        days=spec["days"],
+        timeframes=tuple(Timeframe(tf) for tf in spec["timeframes"]),
+        hourly_days=spec["hourly_days"],
+        extended_hours=spec["extended_hours"],
+        now=datetime.fromisoformat(spec["planned_at"]),
+    )
+
+
+@task(multiple_outputs=True)
+def plan_load(**context: Any) -> dict[str, Any]:
+    """Validate params, apply the schema, compute windows and the symbol batches to map over."""
+    from datetime import UTC, datetime
+
+    from tickstock.job_status import JobState
+    from tickstock.plan import plan_load as build_plan
+    from tickstock.schema import apply_schema
+
+    params = context["params"]
+    run_id = context["run_id"]
+    try:
+        request = parse_load_request(params)
+    except InvalidRequest as exc:
+        job_id = params.get("job_id") or run_id
+        _job_status().update(
+            str(job_id),
+            status=JobState.FAILED,
+            progress=100,
+            message=f"Invalid load request: {exc}",
+            errors=[str(exc)],
+            fields={"run_id": run_id},
+        )
+        raise AirflowFailException(f"Invalid load request: {exc}") from exc
+    job_id = request.job_id or run_id
+    planned_at = datetime.now(UTC)
+    log.info("=== PROCESSING JOB %s ===", job_id)
+    log.info("Source: %s", request.source or context["dag_run"].run_type)
+    log.info("Symbols in message: %s", list(request.symbols))
+    log.info("Symbol count: %d", len(request.symbols))
+    plan = build_plan(request, run_id=run_id, now=planned_at)
+    for timeframe, window in plan.windows.items():
+        log.info(
+            "%s window: %s to %s, %d bars expected per symbol",
+            timeframe,
+            window.start,
+            window.end,
+            window.expected_count,
+        )
+    with _pg_conn() as conn:
+        apply_schema(conn)
+    _job_status().update(
+        job_id,
+        status=JobState.PROCESSING,
+        progress=0,
+        total_symbols=len(request.symbols),
+        batches_total=len(plan.batches),
+        message=f"Starting load of {len(request.symbols)} symbols",
+        fields={"run_id": run_id, "source": request.source or ""},
+    )
+    return {
+        "job_id": job_id,
+        "symbols": list(request.symbols),
+        "batches": plan.batches,
+        "batch_count": len(plan.batches),
+        "min_completeness": float(params.get("min_completeness", 1.0)),
+        "check": {
+            "as_of": plan.as_of.isoformat(),
+            "planned_at": planned_at.isoformat(),
+            "days": request.days,
+            "timeframes": [tf.value for tf in request.timeframes],
+            "hourly_days": request.hourly_days,
+            "extended_hours": request.extended_hours,
+        },
+    }
+
+
+@task
+def register_symbols(symbols: Sequence[str]) -> dict[str, Any]:
+    """Register ticker details in ``symbols``; unknown tickers are registered with the symbol only."""
+    from tickstock.symbols import register_symbols as upsert
+    from tickstock.symbols import symbol_row, symbols_with_fresh_metadata
+
+    with _pg_conn() as conn:
+        fresh = symbols_with_fresh_metadata(conn, symbols)
+        stale = [s for s in symbols if s not in fresh]
+        log.info("Fetching metadata for %d symbols (%d already fresh)", len(stale), len(fresh))
+        hook = massive_hook()
+        with ThreadPoolExecutor(max_workers=METADATA_WORKERS) as pool:
+            details = dict(zip(stale, pool.map(hook.get_ticker_details, stale), strict=True))
+        unknown = [s for s, d in details.items() if d is None]
+        for symbol, found in details.items():
+            if found is None:
+                log.warning("⚠ No metadata found for %s, registering with symbol only", symbol)
+            else:
+                log.info("✓ Symbol registered: %s (%s)", found.get("name"), found.get("type"))
+        upsert(conn, [symbol_row(s, d) for s, d in details.items()], fresh=fresh)
+    return {"unknown": unknown, "registered": len(details), "fresh": len(fresh)}
+
+
+@task(outlets=list(OHLCV_ASSETS.values()), map_index_template="{{ map_index_label }}")
+def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
+    """Merge one fetched batch from staging into its OHLCV table, in one transaction."""
+    from tickstock.staging import merge_staged
+
+    timeframe = Timeframe(fetch_result["timeframe"])
+    key = fetch_result["staging_key"]
+    context = get_current_context()
+    symbols = sorted(fetch_result.get("bars", {}))
+    context["map_index_label"] = f"{timeframe.value} · {symbols[0]}…{symbols[-1]} ({len(symbols)})" if symbols else key
+    with _pg_conn() as conn:
+        merged = merge_staged(conn, key, timeframe)
+    table = OHLCV_TABLES[timeframe].table
+    for symbol, count in sorted(merged.staged.items()):
+        log.info("✓ Inserted %d bars into %s for %s", count, table, symbol)
+    log.info(
+        "✓ Inserted %d bars into %s (%d new, %d changed, %d unchanged)",
+        merged.staged.total(),
+        table,
+        merged.inserted.total(),
+        merged.updated.total(),
+        merged.unchanged,
+    )
+    result = {
+        "timeframe": timeframe.value,
+        "staging_key": key,
+        "bars": dict(merged.staged),
+        "inserted": merged.inserted.total(),
+        "updated": merged.updated.total(),
+        "failed": dict(fetch_result.get("failed", {})),
+        "invalid": dict(fetch_result.get("invalid", {})),
+        "requests": fetch_result.get("requests", 0),
+    }
+    from tickstock.results import RESULT_FIELD
+
+    errors = [f"{s}: {timeframe.value} bars: {r}" for s, r in result["failed"].items()]
+    _job_status().update(
+        job_id,
+        increments={RESULT_FIELD[timeframe]: merged.staged.total()},
+        errors=errors,
+        batches_done=1,
+        message=f"Loaded {timeframe.value} bars for {len(symbols)} symbols",
+    )
+    return result
+
+
+@task(trigger_rule="none_failed")
+def check_bar_counts(
+    plan: Mapping[str, Any], upserts: Sequence[Mapping[str, Any]], registration: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Compare stored bars with the exact calendar counts; fail listing the short pairs."""
+    from tickstock.checks import count_bars, evaluate
+    from tickstock.results import summarise
+
+    context = get_current_context()
+    summary = summarise(
+        symbols=plan["symbols"],
+        batch_results=list(upserts or []),
+        planned_batches=plan["batch_count"],
+        unknown_symbols=(registration or {}).get("unknown", []),
+        daily_expected=plan.get("daily_required", True),
+    )
+    checked = summary.loaded
+    since = {symbol: date.fromisoformat(day) for symbol, day in plan["check"].get("since", {}).items()}
+    counts = []
+    with _pg_conn() as conn:
+        for window in planned_windows(plan).values():
+            counts.extend(count_bars(conn, window, checked, since))
+    outcome = evaluate(counts, min_completeness=plan["min_completeness"])
+    result = {
+        "passed": outcome.passed,
+        "summary": outcome.summary(),
+        "checked_symbols": len(checked),
+        "pairs": len(counts),
+    }
+    context["ti"].xcom_push(key="outcome", value=result)
+    if not outcome.passed:
+        raise AirflowFailException(f"Bar-count check failed: {outcome.summary()}")
+    log.info("Bar-count check passed: %d symbol x timeframe pairs exact", len(counts))
+    return result
+
+
+@task(trigger_rule="all_done")
+def finish_job(
+    plan: Mapping[str, Any], upserts: Sequence[Mapping[str, Any]], registration: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write the final job status and the JOB COMPLETE summary; fail the run if the load failed."""
+    from tickstock.job_status import JobState
+    from tickstock.results import summarise
+
+    context = get_current_context()
+    outcome = context["ti"].xcom_pull(task_ids="check_bar_counts", key="outcome")
+    upserts = list(upserts or [])
+    summary = summarise(
+        symbols=plan["symbols"],
+        batch_results=upserts,
+        planned_batches=plan["batch_count"],
+        unknown_symbols=(registration or {}).get("unknown", []),
+        daily_expected=plan.get("daily_required", True),
+    )
+    requests_made: dict[str, int] = {}
+    for result in upserts:
+        requests_made[result["timeframe"]] = requests_made.get(result["timeframe"], 0) + result.get("requests", 0)
+    log.info("API requests by timeframe: %s", requests_made)
+    if outcome is None:
+        summary.check_passed, summary.check_summary = False, "the check did not run (an upstream task failed)"
+    else:
+        summary.check_passed, summary.check_summary = outcome["passed"], outcome["summary"]
+    results = summary.results()
+    log.info("=" * 60)
+    log.info("JOB COMPLETE: %s", plan["job_id"])
+    log.info("=" * 60)
+    log.info("Symbols loaded: %d/%d", results["symbols_loaded"], len(plan["symbols"]))
+    log.info("Symbols failed: %d", results["symbols_failed"])
+    for name in ("hourly", "daily", "weekly", "monthly"):
+        log.info("%s bars inserted: %d", name.capitalize(), results[f"{name}_bars"])
+    if results["errors"]:
+        log.error("Errors encountered:")
+        for error in results["errors"]:
+            log.error("  - %s", error)
+    _job_status().update(
+        plan["job_id"],
+        status=summary.state,
+        progress=100,
+        message=summary.message(),
+        results={k: v for k, v in results.items() if k != "errors"},
+        errors=results["errors"],
+        replace_errors=True,
+        fields={"requests": json.dumps(requests_made)},
+    )
+    if summary.state is JobState.FAILED:
+        raise AirflowFailException(summary.message())
+    return {"status": summary.state.value, "requests": requests_made, **results}

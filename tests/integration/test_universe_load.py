@@ -1,0 +1,150 @@
+"""universe_load through Airflow: simulator over HTTP, real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+
+from tickstock.job_status import JobStatusStore
+
+pytestmark = pytest.mark.integration
+NEW_YORK = ZoneInfo("America/New_York")
+TABLES = {
+    "hour": ("ohlcv_hourly", "timestamp"),
+    "day": ("ohlcv_daily", "date"),
+    "week": ("ohlcv_weekly", "week_start"),
+    "month": ("ohlcv_monthly", "month_start"),
+}
+
+
+def _counts(pg_conn, symbols):
+    counts = {}
+    for timeframe, (table, _column) in TABLES.items():
+        rows = pg_conn.execute(
+            f"SELECT symbol, count(*) FROM {table} WHERE symbol = ANY(%s) GROUP BY 1", (list(symbols),)
+        ).fetchall()
+        for symbol, n in rows:
+            counts[(symbol, timeframe)] = n
+    return counts
+
+
+def _expected(symbols, hour, day, week, month):
+    return {(s, tf): n for s in symbols for tf, n in zip(TABLES, (hour, day, week, month), strict=True)}
+
+
+def _job(redis_client, job_id):
+    return JobStatusStore(redis_client).get(job_id)
+
+
+def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_dag):
+    run = run_dag("universe_load", {"symbols": ["SCHG", "VUG"], "days": 2, "as_of": "2025-12-02", "job_id": "two-day"})
+    assert run.state == "success"
+    assert _counts(pg_conn, ["SCHG", "VUG"]) == _expected(["SCHG", "VUG"], 14, 2, 1, 1)
+    status = _job(redis_client, "two-day")
+    assert (status["status"], status["progress"], status["total_symbols"]) == ("completed", 100, 2)
+    assert status["results"] == {
+        "symbols_loaded": 2,
+        "symbols_failed": 0,
+        "hourly_bars": 28,
+        "daily_bars": 4,
+        "weekly_bars": 2,
+        "monthly_bars": 2,
+        "errors": [],
+    }
+    names = dict(pg_conn.execute("SELECT symbol, name FROM symbols").fetchall())
+    assert names == {"SCHG": "Schwab U.S. Large-Cap Growth ETF", "VUG": "Vanguard Growth ETF"}
+    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (0,)
+
+
+def test_ninety_day_spy_load_matches_the_calendar_and_the_simulator_field_by_field(massive_conn, pg_conn, run_dag):
+    run = run_dag("universe_load", {"symbols": ["SPY"], "days": 90, "as_of": "2025-11-30"})
+    assert run.state == "success"
+    assert _counts(pg_conn, ["SPY"]) == _expected(["SPY"], 11, 63, 13, 3)
+
+    for timeframe, (table, column) in TABLES.items():
+        start, end = ("2025-11-26", "2025-11-28") if timeframe == "hour" else ("2025-09-02", "2025-11-28")
+        response = requests.get(
+            f"{massive_conn.url}/v2/aggs/ticker/SPY/range/1/{timeframe}/{start}/{end}",
+            params={"limit": 50000},
+            headers={"Authorization": f"Bearer {massive_conn.api_key}"},
+            timeout=30,
+        )
+        api_bars = json.loads(response.text, parse_float=Decimal)["results"]
+        stored = {
+            row[0]: row[1:]
+            for row in pg_conn.execute(
+                f'SELECT "{column}", open, high, low, close, volume, vwap, transactions FROM {table} WHERE symbol = %s',
+                ("SPY",),
+            ).fetchall()
+        }
+        for bar in api_bars:
+            start_utc = datetime.fromtimestamp(bar["t"] / 1000, UTC)
+            if timeframe == "hour":
+                et = start_utc.astimezone(NEW_YORK)
+                if not 9 <= et.hour < (13 if et.date() == date(2025, 11, 28) else 16):
+                    assert start_utc not in stored  # extended-hours bars are not loaded by default
+                    continue
+                key = start_utc
+            else:
+                key = start_utc.astimezone(NEW_YORK).date()
+                assert start_utc.astimezone(NEW_YORK).time().hour == 0
+            assert stored[key] == (
+                bar["o"],
+                bar["h"],
+                bar["l"],
+                bar["c"],
+                Decimal(bar["v"]),
+                bar.get("vw"),
+                bar.get("n"),
+            ), (timeframe, key)
+    week_starts = [r[0] for r in pg_conn.execute("SELECT week_start FROM ohlcv_weekly").fetchall()]
+    assert {d.weekday() for d in week_starts} == {6}  # Sundays
+
+
+def test_rerun_is_idempotent_and_a_new_data_version_updates_values(massive_conn, pg_conn, run_dag):
+    conf = {"symbols": ["SCHG"], "days": 5, "as_of": "2025-12-02", "timeframes": ["day", "week"]}
+    assert run_dag("universe_load", conf).state == "success"
+    first = pg_conn.execute("SELECT date, close, updated_at FROM ohlcv_daily ORDER BY date").fetchall()
+    assert run_dag("universe_load", conf).state == "success"
+    second = pg_conn.execute("SELECT date, close, updated_at FROM ohlcv_daily ORDER BY date").fetchall()
+    assert second == first  # same rows, not even rewritten
+
+    massive_conn.configure(data_version=2)
+    assert run_dag("universe_load", conf).state == "success"
+    third = pg_conn.execute("SELECT date, close FROM ohlcv_daily ORDER BY date").fetchall()
+    assert [r[0] for r in third] == [r[0] for r in first]
+    assert all(new[1] != old[1] for new, old in zip(third, first, strict=True))
+
+
+def test_unknown_symbol_is_reported_and_the_others_load(massive_conn, pg_conn, redis_client, run_dag):
+    conf = {"symbols": ["SPY", "NOSUCH", "QQQ"], "days": 2, "as_of": "2025-12-02", "job_id": "with-unknown"}
+    assert run_dag("universe_load", conf).state == "success"
+    assert _counts(pg_conn, ["SPY", "QQQ", "NOSUCH"]) == _expected(["SPY", "QQQ"], 14, 2, 1, 1)
+    status = _job(redis_client, "with-unknown")
+    assert status["status"] == "completed_with_errors"
+    assert status["results"]["symbols_loaded"] == 2
+    assert status["results"]["symbols_failed"] == 1
+    assert status["results"]["errors"] == ["NOSUCH: unknown ticker: no ticker details and no bars"]
+    assert pg_conn.execute("SELECT symbol, name FROM symbols WHERE symbol = 'NOSUCH'").fetchall() == [("NOSUCH", None)]
+
+
+def test_bad_params_are_rejected_naming_the_field(massive_conn, run_dag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="days"):
+        run_dag("universe_load", {"symbols": ["SPY"], "days": 0})
+    with pytest.raises(ParamValidationError, match="symbols"):
+        run_dag("universe_load", {"symbols": ["spy!"]})
+
+
+def test_a_request_without_symbols_fails_with_a_job_status(massive_conn, redis_client, run_dag):
+    run = run_dag("universe_load", {"job_id": "empty"})
+    assert run.state == "failed"
+    status = _job(redis_client, "empty")
+    assert status["status"] == "failed"
+    assert "symbols: no symbols" in status["message"]

@@ -58,9 +58,10 @@ class Load:
     tickers: list[str]
     threads: int
     seconds: float
+    processes: int = 1
 
 
-def _client(load: Load, start: Any, out: Any) -> None:
+def _client(load: Load, proc_index: int, start: Any, out: Any) -> None:
     """One client process: ``threads`` keep-alive connections hammering until the deadline."""
     url, key, tickers, threads, seconds = load.url, load.key, load.tickers, load.threads, load.seconds
     counts = [0] * threads
@@ -71,7 +72,8 @@ def _client(load: Load, start: Any, out: Any) -> None:
     def loop(i: int) -> None:
         conn = _connect(url)
         headers = {"Authorization": f"Bearer {key}"}
-        j = i
+        j = proc_index * threads + i  # every connection walks its own tickers
+        stride = threads * load.processes
         while time.perf_counter() < deadline:
             conn.request("GET", PATH.format(ticker=tickers[j % len(tickers)]), headers=headers)
             resp = conn.getresponse()
@@ -79,7 +81,7 @@ def _client(load: Load, start: Any, out: Any) -> None:
             if resp.status != 200 or not body.endswith(b"}"):
                 errors[i] += 1
             counts[i] += 1
-            j += threads
+            j += stride
         conn.close()
 
     workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
@@ -96,7 +98,7 @@ def run_once(load: Load, processes: int) -> float:
     ctx = mp.get_context("spawn")
     start = ctx.Event()
     out = ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(load, start, out)) for _ in range(processes)]
+    procs = [ctx.Process(target=_client, args=(load, i, start, out)) for i in range(processes)]
     for p in procs:
         p.start()
     time.sleep(1.0)  # let the spawned interpreters import before the clock starts
@@ -117,22 +119,31 @@ def bench(url: str, key: str, args: argparse.Namespace) -> dict[str, float]:
     import json
     import urllib.request
 
-    tickers = _tickers(url, key, args.tickers)
-    conn = _connect(url)
-    for t in tickers:  # warm-up: compute and cache every series once
-        conn.request("GET", PATH.format(ticker=t), headers={"Authorization": f"Bearer {key}"})
-        conn.getresponse().read()
-    urllib.request.urlopen(urllib.request.Request(f"{url}/_sim/reset", data=b"{}", method="POST")).read()
+    def admin(path: str, body: dict[str, Any]) -> None:
+        req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST")
+        urllib.request.urlopen(req).read()
+
+    tickers = _tickers(url, key, 100_000 if args.cold else args.tickers)
+    if not args.cold:
+        conn = _connect(url)
+        for t in tickers:  # warm-up: compute and cache every series once
+            conn.request("GET", PATH.format(ticker=t), headers={"Authorization": f"Bearer {key}"})
+            conn.getresponse().read()
+    admin("/_sim/reset", {})
     rates = []
     for i in range(args.runs):
-        rate = run_once(Load(url, key, tickers, args.threads, args.seconds), args.processes)
+        if args.cold:  # a data version never served before: every series must be generated
+            admin("/_sim/config", {"data_version": 1000 + i})
+        load = Load(url, key, tickers, args.threads, args.seconds, args.processes)
+        rate = run_once(load, args.processes)
         rates.append(rate)
         print(f"run {i + 1}: {rate:.0f} req/s", flush=True)
     with urllib.request.urlopen(f"{url}/_sim/stats") as resp:
         stats = json.loads(resp.read())
     summary = {"min": min(rates), "median": statistics.median(rates), "max": max(rates)}
     print(
-        f"one-year daily requests/s over {args.runs} runs of {args.seconds:g}s "
+        f"{'cold' if args.cold else 'cached'} one-year daily requests/s over "
+        f"{args.runs} runs of {args.seconds:g}s "
         f"({args.processes} processes x {args.threads} connections, {len(tickers)} tickers): "
         f"min {summary['min']:.0f}  median {summary['median']:.0f}  max {summary['max']:.0f}; "
         f"simulator counted {stats['total']} requests, by status {stats['by_status']}",
@@ -149,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--tickers", type=int, default=50)
+    p.add_argument("--tickers", type=int, default=50, help="distinct tickers requested (cached mode)")
+    p.add_argument("--cold", action="store_true", help="every request a series not generated yet")
     args = p.parse_args(argv)
     if args.url:
         bench(args.url.rstrip("/"), args.api_key, args)

@@ -19,7 +19,6 @@ import datetime as dt
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -101,11 +100,17 @@ def _round_cents(x: np.ndarray) -> np.ndarray:
     return np.round(x * 100.0) / 100.0
 
 
+def _round_cents_inplace(x: np.ndarray) -> None:
+    x *= 100.0
+    np.rint(x, out=x)
+    x /= 100.0
+
+
 @dataclass
 class MinuteGrid:
     """Minute bars of ``rows`` (ticker, session) pairs on the fixed 960-minute grid."""
 
-    t: np.ndarray  # (R, 960) int64
+    t0: np.ndarray  # (R,) int64 epoch ms of grid minute 0 (04:00 ET)
     o: np.ndarray
     h: np.ndarray
     l: np.ndarray  # noqa: E741
@@ -144,8 +149,14 @@ class PriceModel:
         ref = sessions.index_of.get(_REFERENCE_SESSION)
         self.ref_ordinal = ref if ref is not None else len(sessions) - 1
         self._version_hash: dict[tuple[int, int], int] = {}
+        self._templates: dict[int, dict[str, np.ndarray]] = {}
+        #: (ticker index, data version, month id) -> that month's complete day bars.
         self._day_blocks: OrderedDict[tuple[int, int, int], Bars] = OrderedDict()
-        self.day_block_cache_size = 2048
+        #: ~12,000 months (1,000 symbol-years) is about 60 MB of arrays and rendered JSON.
+        self.day_block_cache_size = 12_000
+        _, self._month_of = np.unique(sessions.window_ms["month"], return_inverse=True)
+        self._month_start = np.r_[np.flatnonzero(np.diff(self._month_of)) + 1, len(sessions)]
+        self._month_start = np.r_[0, self._month_start]
 
     # -- identities -----------------------------------------------------------------------------
 
@@ -176,68 +187,110 @@ class PriceModel:
 
     # -- minute grid ----------------------------------------------------------------------------
 
+    def _template(self, regular_close: int) -> dict[str, np.ndarray]:
+        """Per-minute constants of a session shape (normal or early close), computed once."""
+        tpl = self._templates.get(regular_close)
+        if tpl is None:
+            k = np.arange(GRID_MINUTES)
+            minutes = regular_close + (GRID_MINUTES - 720)
+            inside = k < minutes
+            regular = (k >= REGULAR_OPEN_INDEX) & (k < regular_close)
+            x = (k - REGULAR_OPEN_INDEX) / (regular_close - REGULAR_OPEN_INDEX)
+            tpl = {
+                "step": np.where(inside, np.where(regular, 0.8 / math.sqrt(390), 0.3 / math.sqrt(570)), 0.0),
+                "frac": np.minimum(k + 1, minutes) / minutes,
+                "profile": np.where(regular, 1.0 + 1.2 * (2.0 * x - 1.0) ** 2, np.where(x < 0, 0.04, 0.06)),
+                "inside": inside,
+                "threshold": np.where(regular, _ILLIQUID_REGULAR_THRESHOLD, _ILLIQUID_EXTENDED_THRESHOLD),
+            }
+            self._templates[regular_close] = tpl
+        return tpl
+
     def minute_grid(
         self, tidx: np.ndarray, sidx: np.ndarray, version: int, now_ms: int | None = None
     ) -> MinuteGrid:
-        """Minute bars for rows (tidx[r], sidx[r]); minutes at or after ``now_ms`` do not exist."""
+        """Minute bars for rows (tidx[r], sidx[r]); minutes at or after ``now_ms`` do not exist.
+
+        Written for speed (it is the cost of every uncached request): per-minute constants come
+        from per-session-shape templates, and operations run in place where they can.
+        """
         tidx = np.asarray(tidx, dtype=np.int64)
         sidx = np.asarray(sidx, dtype=np.int64)
-        rows = len(tidx)
         s = self.sessions
         vh = np.array([self._vhash(int(i), version) for i in tidx], dtype=np.uint64)
-        k = np.arange(GRID_MINUTES, dtype=np.int64)
         minutes = s.minutes[sidx]
-        rclose = s.regular_close_index[sidx]
-        inside = k[None, :] < minutes[:, None]
-        regular = (k[None, :] >= REGULAR_OPEN_INDEX) & (k[None, :] < rclose[:, None])
+        shapes = s.regular_close_index[sidx]
+        if np.all(shapes == shapes[0]):
+            tpl = self._template(int(shapes[0]))
+            pick = {name: arr[None, :] for name, arr in tpl.items()}
+        else:
+            tpls = [self._template(int(rc)) for rc in shapes]
+            pick = {name: np.stack([t[name] for t in tpls]) for name in tpls[0]}
 
         log_close = self._log_close(tidx, sidx, vh)
         prev_close = self._log_close(tidx, sidx - 1, vh)
         gap_idx = (vh + sidx.astype(np.uint64) * np.uint64(7919) + np.uint64(3)) % np.uint64(TABLE_SIZE)
-        sig = self.sigma_d[tidx]
-        log_open = prev_close + 0.3 * sig * self.table[gap_idx]
+        sig = self.sigma_d[tidx][:, None]
+        log_open = prev_close + 0.3 * sig[:, 0] * self.table[gap_idx]
 
         start = (vh * np.uint64(31) + sidx.astype(np.uint64) * np.uint64(104729)) % np.uint64(TABLE_SIZE)
-        seg = self.table[start.astype(np.int64)[:, None] + np.arange(_ROW_SPAN)[None, :]]
+        table = self.table
+        seg = np.stack([table[a : a + _ROW_SPAN] for a in start.tolist()])
         z_path = seg[:, :GRID_MINUTES]
-        z_hi = np.abs(seg[:, GRID_MINUTES : 2 * GRID_MINUTES])
-        z_lo = np.abs(seg[:, 2 * GRID_MINUTES : 3 * GRID_MINUTES])
+        z_hi = seg[:, GRID_MINUTES : 2 * GRID_MINUTES]
+        z_lo = seg[:, 2 * GRID_MINUTES : 3 * GRID_MINUTES]
         z_vol = seg[:, 3 * GRID_MINUTES :]
 
-        step = np.where(regular, 0.8 / math.sqrt(390), 0.3 / math.sqrt(570)) * sig[:, None]
-        walk = np.cumsum(np.where(inside, step * z_path, 0.0), axis=1)
-        walk_end = walk[np.arange(rows), minutes - 1]
-        frac = (k[None, :] + 1) / minutes[:, None]
-        log_p = log_open[:, None] + frac * (log_close - log_open)[:, None] + walk - frac * walk_end[:, None]
-        c = _round_cents(np.exp(log_p))
+        step = pick["step"] * sig  # zero outside the session, so the walk stays flat there
+        walk = np.cumsum(step * z_path, axis=1)
+        walk_end = walk[np.arange(len(tidx)), minutes - 1][:, None]
+        frac = pick["frac"]
+        log_p = walk
+        log_p -= frac * walk_end
+        log_p += frac * (log_close - log_open)[:, None]
+        log_p += log_open[:, None]
+        c = np.exp(log_p, out=log_p)
+        _round_cents_inplace(c)
         o = np.empty_like(c)
         o[:, 0] = _round_cents(np.exp(log_open))
         o[:, 1:] = c[:, :-1]
-        h = _round_cents(np.maximum(o, c) * np.exp(0.5 * step * z_hi))
-        low = _round_cents(np.minimum(o, c) * np.exp(-0.5 * step * z_lo))
-        low = np.maximum(low, 0.01)
+        half = 0.5 * step
+        # Wicks: exp(x) ~ 1 + x for these tiny x; |z| keeps high >= max(o, c), low <= min(o, c).
+        h = np.maximum(o, c)
+        h *= 1.0 + half * np.abs(z_hi)
+        _round_cents_inplace(h)
+        low = np.minimum(o, c)
+        low *= 1.0 - half * np.abs(z_lo)
+        _round_cents_inplace(low)
+        np.maximum(low, 0.01, out=low)
 
-        x = (k[None, :] - REGULAR_OPEN_INDEX) / (rclose - REGULAR_OPEN_INDEX)[:, None]
-        profile = np.where(regular, 1.0 + 1.2 * (2.0 * x - 1.0) ** 2, np.where(x < 0, 0.04, 0.06))
-        v = np.maximum(
-            1, np.round(self.minute_volume[tidx][:, None] * profile * np.exp(0.35 * z_vol - 0.06))
-        ).astype(np.int64)
-        n = np.maximum(1, np.round(v / self.trade_size[tidx][:, None])).astype(np.int64)
-        vwx = np.round((h + low + c) / 3.0 * VW_SCALE).astype(np.int64)
+        vol = np.exp(0.35 * z_vol - 0.06)
+        vol *= pick["profile"]
+        vol *= self.minute_volume[tidx][:, None]
+        np.rint(vol, out=vol)
+        np.maximum(vol, 1.0, out=vol)
+        v = vol.astype(np.int64)
+        vol /= self.trade_size[tidx][:, None]
+        np.rint(vol, out=vol)
+        n = np.maximum(vol, 1.0).astype(np.int64)
+        vw = h + low
+        vw += c
+        vw *= VW_SCALE / 3.0
+        vwx = np.rint(vw, out=vw).astype(np.int64)
 
-        t = s.grid_ms[sidx][:, None] + k[None, :] * MS_MINUTE
-        mask = inside
+        mask = np.broadcast_to(pick["inside"], c.shape)
         illiquid = self.illiquid[tidx]
         if illiquid.any():
             mstart = (self.mask_hash[tidx] + sidx.astype(np.uint64) * np.uint64(104729)) % np.uint64(
                 TABLE_SIZE
             )
-            zm = self.table[mstart.astype(np.int64)[:, None] + k[None, :]]
-            thr = np.where(regular, _ILLIQUID_REGULAR_THRESHOLD, _ILLIQUID_EXTENDED_THRESHOLD)
-            mask = mask & (~illiquid[:, None] | (zm > thr))
+            zm = np.stack([table[a : a + GRID_MINUTES] for a in mstart.tolist()])
+            mask = mask & (~illiquid[:, None] | (zm > pick["threshold"]))
+        t0 = s.grid_ms[sidx]
         if now_ms is not None:
-            mask = mask & (t < now_ms)
-        return MinuteGrid(t=t, o=o, h=h, l=low, c=c, v=v, vwx=vwx, n=n, mask=mask)
+            visible = np.clip((now_ms - t0 + MS_MINUTE - 1) // MS_MINUTE, 0, GRID_MINUTES)
+            mask = mask & (np.arange(GRID_MINUTES)[None, :] < visible[:, None])
+        return MinuteGrid(t0=t0, o=o, h=h, l=low, c=c, v=v, vwx=vwx, n=n, mask=np.ascontiguousarray(mask))
 
     # -- reductions -----------------------------------------------------------------------------
 
@@ -248,7 +301,7 @@ class PriceModel:
         Windows without a single minute bar are dropped, like the real API drops empty windows.
         Output is in time order when the grid rows are.
         """
-        rows = grid.t.shape[0]
+        rows = grid.t0.shape[0]
         if rows == 0:
             return empty_bars()
         g = GRID_MINUTES // width
@@ -258,7 +311,7 @@ class PriceModel:
         if width == 1:
             keep = grid.mask.reshape(-1)
             return Bars(
-                t=grid.t.reshape(-1)[keep],
+                t=(grid.t0[:, None] + np.arange(GRID_MINUTES) * MS_MINUTE).reshape(-1)[keep],
                 o=grid.o.reshape(-1)[keep],
                 h=grid.h.reshape(-1)[keep],
                 l=grid.l.reshape(-1)[keep],
@@ -277,7 +330,7 @@ class PriceModel:
         v = np.where(mask, grid.v.reshape(shape), 0)
         vwv = (v * grid.vwx.reshape(shape)).sum(axis=2)
         n = np.where(mask, grid.n.reshape(shape), 0).sum(axis=2)
-        t = grid.t.reshape(shape)[:, :, 0]
+        t = grid.t0[:, None] + np.arange(g) * (width * MS_MINUTE)
         keep = (cnt > 0).reshape(-1)
         return Bars(
             t=t.reshape(-1)[keep],
@@ -334,10 +387,8 @@ class PriceModel:
         full_hi = hi if partial_ord >= hi or _is_complete(s, partial_ord, now_ms) else hi - 1
         parts: list[Bars] = []
         if lo < full_hi:
-            first_year = s.dates[lo].year
-            last_year = s.dates[full_hi - 1].year
-            for year in range(first_year, last_year + 1):
-                block = self._year_block(tidx, year, version)
+            m_lo, m_hi = int(self._month_of[lo]), int(self._month_of[full_hi - 1]) + 1
+            for block in self._month_blocks(tidx, version, m_lo, m_hi):
                 a = int(np.searchsorted(block.base, lo, side="left"))  # base: session ordinals
                 b = int(np.searchsorted(block.base, full_hi, side="left"))
                 if a < b:
@@ -350,25 +401,40 @@ class PriceModel:
         bars.base = np.ones(len(bars), dtype=np.int64)
         return bars
 
-    def _year_block(self, tidx: int, year: int, version: int) -> Bars:
-        """Complete day bars of one calendar year; ``base`` carries the session ordinal."""
+    def _month_blocks(self, tidx: int, version: int, m_lo: int, m_hi: int) -> list[Bars]:
+        """Complete day bars of months [m_lo, m_hi), cached per month; ``base`` is the session ordinal.
+
+        Missing months are computed in one vectorised pass, so a one-year request costs about one
+        year of minutes (not the two calendar years a year-granular cache would compute).
+        """
         s = self.sessions
-        key = (tidx, version, year)
-        block = self._day_blocks.get(key)
-        if block is not None:
-            self._day_blocks.move_to_end(key)
-            return block
-        lo, hi = _year_bounds(s, year)
-        sidx = np.arange(lo, hi, dtype=np.int64)
-        sidx = sidx[sidx >= 1]  # ordinal 0 has no previous close to open from
-        block = self._day_rows(np.full(len(sidx), tidx), sidx, version, None)
-        block.base = np.searchsorted(s.day_ms, block.t).astype(np.int64)
-        # Rendering floats dominates a cached request's cost: render each complete day once.
-        block.frags = render_bars(block)
-        self._day_blocks[key] = block
-        if len(self._day_blocks) > self.day_block_cache_size:
-            self._day_blocks.popitem(last=False)
-        return block
+        cache = self._day_blocks
+        blocks: dict[int, Bars] = {}
+        missing: list[int] = []
+        for month in range(m_lo, m_hi):
+            block = cache.get((tidx, version, month))
+            if block is None:
+                missing.append(month)
+            else:
+                cache.move_to_end((tidx, version, month))
+                blocks[month] = block
+        if missing:
+            sidx = np.concatenate(
+                [np.arange(self._month_start[m], self._month_start[m + 1], dtype=np.int64) for m in missing]
+            )
+            sidx = sidx[sidx >= 1]  # ordinal 0 has no previous close to open from
+            days = self._day_rows(np.full(len(sidx), tidx), sidx, version, None)
+            days.base = np.searchsorted(s.day_ms, days.t).astype(np.int64)
+            # Rendering floats dominates a cached request's cost: render each complete day once.
+            days.frags = render_bars(days)
+            months = self._month_of[days.base]
+            for month in missing:
+                a = int(np.searchsorted(months, month, side="left"))
+                b = int(np.searchsorted(months, month, side="right"))
+                blocks[month] = cache[(tidx, version, month)] = days.take(slice(a, b))
+            while len(cache) > self.day_block_cache_size:
+                cache.popitem(last=False)
+        return [blocks[m] for m in range(m_lo, m_hi)]
 
     def grouped_day(self, tickers: Sequence[Ticker], sidx: int, version: int, now_ms: int) -> Bars:
         """Day bars of many tickers for one session, in the order given (tickers without trades dropped).
@@ -421,11 +487,3 @@ def render_bars(bars: Bars, symbols: list[str] | None = None) -> list[str]:
 def _is_complete(s: Sessions, ordinal: int, now_ms: int) -> bool:
     end = int(s.grid_ms[ordinal]) + int(s.minutes[ordinal]) * MS_MINUTE
     return now_ms >= end
-
-
-@lru_cache(maxsize=256)
-def _year_bounds(s: Sessions, year: int) -> tuple[int, int]:
-    """Session ordinals [lo, hi) of one calendar year."""
-    lo = int(np.searchsorted(s.day_ms, et_midnight_ms(dt.date(year, 1, 1))))
-    hi = int(np.searchsorted(s.day_ms, et_midnight_ms(dt.date(year + 1, 1, 1))))
-    return lo, hi

@@ -41,6 +41,7 @@ class Observed:
     requests: int
     seconds: float
     peak_1s: int
+    cold: bool = False
 
     @property
     def mean_rate(self) -> float:
@@ -137,7 +138,8 @@ def run_end_to_end(
             section.add(f"baseline (design doc), {tag}", "s", base_s)
             section.add(f"universe_load DagRun, {tag}", "s", ul_run)
             section.add(f"universe_load process (dags test), {tag}", "s", ul_wall)
-            section.add(f"API requests baseline / universe_load, {tag}", "req", [*base_req[:1], *ul_req[:1]])
+            section.add(f"API requests, baseline, {tag}", "req", base_req)
+            section.add(f"API requests, universe_load, {tag}", "req", ul_req)
             speedup = section.add(f"speed-up baseline ÷ DagRun, {tag}", "×", ratios(base_s, ul_run))
             section.add(f"speed-up baseline ÷ process, {tag}", "×", ratios(base_s, ul_wall))
             section.targets.append(Target(f"speed-up, {tag}", ">= 20× faster", speedup, speedup.median >= 20))
@@ -258,7 +260,7 @@ def run_memory(
         _fresh(sim, postgres_url, redis_client)
         run = loader.run(load_conf(names, job_id=f"bench-mem-{symbols}-{r}"))
         ok, _, peak = _sim_counts(sim)
-        observed.append(Observed(f"universe_load {symbols} sym", ok, run.run_s, peak))
+        observed.append(Observed(f"universe_load {symbols} sym (cold series)", ok, run.run_s, peak, cold=True))
         peak_proc.append(run.peak_rss_process / 2**20)
         peak_tree.append(run.peak_rss_tree / 2**20)
         run_s.append(run.run_s)
@@ -320,17 +322,22 @@ def run_sim_throughput(
     cold = _sim_bench_rates(sim, runs=runs, seconds=seconds, cold=True)
     log(f"  cold series:   {', '.join(f'{r:,.0f}' for r in cold)} req/s")
     sim.reset()
-    section.add("simulator, cached one-year daily series", "req/s", cached)
-    capacity = section.add("simulator, cold one-year daily series (first request per symbol)", "req/s", cold)
+    warm_cap = section.add("simulator, cached one-year daily series", "req/s", cached)
+    cold_cap = section.add("simulator, cold one-year daily series (first request per symbol)", "req/s", cold)
     rows = [
-        "| load | requests | mean req/s | most in any 1 s | cold capacity ÷ that peak |",
-        "|---|---|---|---|---|",
+        "| load | series | requests | mean req/s | most in any 1 s | simulator capacity ÷ that peak |",
+        "|---|---|---|---|---|---|",
     ]
     worst = float("inf")
     for o in observed:
+        capacity = cold_cap if o.cold else warm_cap
         head = capacity.median / max(o.peak_1s, 1)
-        worst = min(worst, head)
-        rows.append(f"| {o.label} | {o.requests:,} | {fmt(o.mean_rate)} | {o.peak_1s} | {fmt(head)}× |")
+        if not o.cold:  # the timed comparisons (2, 3) run on warmed series
+            worst = min(worst, head)
+        rows.append(
+            f"| {o.label} | {'cold' if o.cold else 'cached'} | {o.requests:,} | {fmt(o.mean_rate)} | "
+            f"{o.peak_1s} | {fmt(head)}× |"
+        )
     section.method = [
         f"`massive_sim.bench` (the simulator's own script: 2 client processes × 2 keep-alive `http.client` "
         f"connections, {runs} runs of {seconds:g} s) against the same simulator process the loads used, without "
@@ -340,7 +347,7 @@ def run_sim_throughput(
     ]
     if observed:
         section.notes += ["Request rates the loads of this run reached:", "", *rows]
-        headroom = Figure("cold capacity ÷ highest 1-s peak of any load", "×", (worst,))
+        headroom = Figure("cached capacity ÷ highest 1-s peak of the timed loads", "×", (worst,))
         section.targets.append(
             Target("simulator is not the bottleneck", "capacity > the loads' peak", headroom, worst > 1.0)
         )

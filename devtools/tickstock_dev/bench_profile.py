@@ -73,7 +73,7 @@ class Profile:
         """Two small tables (share of samples) for the benchmark note."""
         total = max(self.total, 1)
         lines = [
-            f"**Profile: {title}** (py-spy, {self.total} samples at {self.rate} Hz, all threads, idle included)",
+            f"**Profile: {title}** (py-spy, {self.total} on-CPU samples at {self.rate} Hz, all threads)",
             "",
             "| inclusive (project, driver and HTTP frames) | share |",
             "|---|---|",
@@ -102,6 +102,8 @@ def parse_raw(text: str, rate: int) -> Profile:
     stacks: Counter[str] = Counter()
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
+        if stack.startswith("process "):  # --subprocesses prefixes "process PID:<command line>"
+            stack = stack.split(";", 1)[1] if ";" in stack else ""
         if stack and count.isdigit():
             stacks[stack] += int(count)
     return Profile(stacks, rate)
@@ -110,6 +112,9 @@ def parse_raw(text: str, rate: int) -> Profile:
 @contextlib.contextmanager
 def record(pid: int, *, rate: int = 50, subprocesses: bool = False) -> Iterator[list[Profile]]:
     """Sample ``pid`` (and its children) until the block ends; the list receives the Profile.
+
+    On-CPU samples only (no ``--idle``): the wall-clock split is measured separately (per-task
+    durations, stage/merge timers); the profile says what burns the CPU inside them.
 
     Yields an empty list that holds one :class:`Profile` after the block (none when py-spy is not
     installed or cannot attach, e.g. without ptrace permission: profiling is best-effort).
@@ -121,7 +126,7 @@ def record(pid: int, *, rate: int = 50, subprocesses: bool = False) -> Iterator[
         return
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         path = Path(tmp) / "profile.txt"
-        argv = [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--idle"]
+        argv = [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
         argv += ["--nonblocking", "-o", str(path)]
         if subprocesses:
             argv.append("--subprocesses")

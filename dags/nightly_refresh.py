@@ -20,13 +20,18 @@ from pendulum import datetime, duration
 
 from tickstock.load_request import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_HOURLY_DAYS
 from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
-from tickstock_airflow.refresh_tasks import DEFAULT_CHECK_DAYS, fetch_grouped_daily, plan_refresh
+from tickstock_airflow.refresh_tasks import (
+    DEFAULT_CHECK_DAYS,
+    fetch_grouped_daily,
+    plan_refresh,
+)
 from tickstock_airflow.tasks import (
     FETCH_MAP_INDEX_TEMPLATE,
     MASSIVE_POOL,
     RATE_LIMIT_TEMPLATE,
     check_bar_counts,
     finish_job,
+    plan_of,
     upsert_bars,
 )
 
@@ -66,15 +71,16 @@ PARAMS = {
     max_active_runs=1,
 )
 def nightly_refresh() -> None:
-    plan = plan_refresh()
+    batches = plan_refresh()
+    plan = plan_of(batches)
     fetched = MassiveBarsToStagingOperator.partial(
         task_id="fetch_bars",
         pool=MASSIVE_POOL,
         rate_limit=RATE_LIMIT_TEMPLATE,
         map_index_template=FETCH_MAP_INDEX_TEMPLATE,
-    ).expand_kwargs(plan["batches"])
-    grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL).expand(request=plan["grouped"])
-    upserted = upsert_bars.partial(job_id=plan["job_id"]).expand(fetch_result=fetched.output.concat(grouped))
+    ).expand_kwargs(batches)
+    grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL)(plan)
+    upserted = upsert_bars.partial(plan=plan).expand(fetch_result=fetched.output.concat(grouped))
     checked = check_bar_counts(plan, upserted)
     finished = finish_job(plan, upserted)
     checked >> finished

@@ -42,6 +42,7 @@ from tickstock_airflow.tasks import (
     check_bar_counts,
     finish_job,
     plan_load,
+    plan_of,
     register_symbols,
     upsert_bars,
 )
@@ -142,15 +143,16 @@ PARAMS = {
     max_active_runs=4,
 )
 def universe_load() -> None:
-    plan = plan_load()
-    registration = register_symbols(plan["symbols"])
+    batches = plan_load()
+    plan = plan_of(batches)
+    registration = register_symbols(plan)
     fetched = MassiveBarsToStagingOperator.partial(
         task_id="fetch_bars",
         pool=MASSIVE_POOL,
         rate_limit=RATE_LIMIT_TEMPLATE,
         map_index_template=FETCH_MAP_INDEX_TEMPLATE,
-    ).expand_kwargs(plan["batches"])
-    upserted = upsert_bars.partial(job_id=plan["job_id"]).expand(fetch_result=fetched.output)
+    ).expand_kwargs(batches)
+    upserted = upsert_bars.partial(plan=plan).expand(fetch_result=fetched.output)
     checked = check_bar_counts(plan, upserted, registration)
     finished = finish_job(plan, upserted, registration)
     checked >> finished

@@ -31,9 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of prices, universe and fault dice")
     p.add_argument("--data-version", type=int, default=0, help="changes every price deterministically")
-    p.add_argument(
-        "--universe-size", type=int, default=5000, help="synthetic symbols beyond the curated ones"
-    )
+    p.add_argument("--universe-size", type=int, default=5000, help="synthetic symbols beyond the curated ones")
     p.add_argument("--rate-limit", help="e.g. 100/s or 5/min: excess requests get 429")
     p.add_argument("--retry-after", type=float, help="Retry-After seconds sent with 429 (default: none)")
     p.add_argument("--latency-ms", default="0", help="added latency: N or MIN:MAX (uniform, seeded)")
@@ -42,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forbidden-timespans", default="", help="comma list answered 403 NOT_AUTHORIZED")
     p.add_argument("--slow-ms", type=float, default=0.0, help="extra delay for a fraction of responses")
     p.add_argument("--slow-rate", type=float, default=1.0, help="fraction of responses slowed by --slow-ms")
-    p.add_argument(
-        "--invalid-json-rate", type=float, default=0.0, help="fraction of 200s with truncated JSON"
-    )
+    p.add_argument("--invalid-json-rate", type=float, default=0.0, help="fraction of 200s with truncated JSON")
     p.add_argument("--duplicate-bar", action="store_true", help="repeat the first bar of every aggs page")
     p.add_argument("--repeat-next-url", action="store_true", help="continuation pages point at themselves")
     p.add_argument("--fail-next-n", type=int, default=0, help="the next N API requests fail ...")

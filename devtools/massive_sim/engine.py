@@ -241,11 +241,7 @@ class Engine:
         tidx = self.model.index(ticker)
         order = range(lo, hi, _MINUTE_CHUNK) if q.sort == "asc" else range(hi, lo, -_MINUTE_CHUNK)
         for edge in order:
-            a, b = (
-                (edge, min(edge + _MINUTE_CHUNK, hi))
-                if q.sort == "asc"
-                else (max(edge - _MINUTE_CHUNK, lo), edge)
-            )
+            a, b = (edge, min(edge + _MINUTE_CHUNK, hi)) if q.sort == "asc" else (max(edge - _MINUTE_CHUNK, lo), edge)
             bars = self.model.minute_bars(tidx, np.arange(a, b, dtype=np.int64), version, now_ms, width)
             inside = (bars.t >= lo_ms) & (bars.t <= hi_ms)
             bars = bars.take(inside)

@@ -214,9 +214,7 @@ class Stats:
             "max_in_any_60s": max_in_window(mono, 60.0),
         }
         if include_log:
-            out["requests"] = [
-                {"arrival": e[0], "endpoint": e[1], "path": e[2], "status": e[3]} for e in self.log
-            ]
+            out["requests"] = [{"arrival": e[0], "endpoint": e[1], "path": e[2], "status": e[3]} for e in self.log]
         return out
 
 

@@ -206,9 +206,7 @@ class PriceModel:
             self._templates[regular_close] = tpl
         return tpl
 
-    def minute_grid(
-        self, tidx: np.ndarray, sidx: np.ndarray, version: int, now_ms: int | None = None
-    ) -> MinuteGrid:
+    def minute_grid(self, tidx: np.ndarray, sidx: np.ndarray, version: int, now_ms: int | None = None) -> MinuteGrid:
         """Minute bars for rows (tidx[r], sidx[r]); minutes at or after ``now_ms`` do not exist.
 
         Written for speed (it is the cost of every uncached request): per-minute constants come
@@ -281,9 +279,7 @@ class PriceModel:
         mask = np.broadcast_to(pick["inside"], c.shape)
         illiquid = self.illiquid[tidx]
         if illiquid.any():
-            mstart = (self.mask_hash[tidx] + sidx.astype(np.uint64) * np.uint64(104729)) % np.uint64(
-                TABLE_SIZE
-            )
+            mstart = (self.mask_hash[tidx] + sidx.astype(np.uint64) * np.uint64(104729)) % np.uint64(TABLE_SIZE)
             zm = np.stack([table[a : a + GRID_MINUTES] for a in mstart.tolist()])
             mask = mask & (~illiquid[:, None] | (zm > pick["threshold"]))
         t0 = s.grid_ms[sidx]

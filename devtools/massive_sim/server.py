@@ -33,9 +33,7 @@ log = logging.getLogger("massive_sim")
 JSON = "application/json"
 MSG_NO_KEY = "API Key was not provided"
 MSG_BAD_KEY = "Unknown API Key"
-MSG_RATE = (
-    "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue."
-)
+MSG_RATE = "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue."
 MSG_FORBIDDEN = "You are not entitled to this data. Please upgrade your plan at https://massive.com/pricing"
 MSG_5XX = "Internal server error (simulated fault)"
 MSG_TICKER_NOT_FOUND = "Ticker not found."
@@ -192,10 +190,7 @@ class Simulator:
             return self.error(400, rid, "ERROR", "error", f"Could not parse the date: '{m['date']}'.")
         symbols, _bars, rendered = self.engine.grouped(day, self.knobs.data_version, self.now_ms())
         if not symbols:
-            body = (
-                f'{{"queryCount":0,"resultsCount":0,"adjusted":{adjusted},'
-                f'"status":"OK","request_id":"{rid}"}}'
-            )
+            body = f'{{"queryCount":0,"resultsCount":0,"adjusted":{adjusted},"status":"OK","request_id":"{rid}"}}'
             return Reply(200, body.encode())
         n = len(symbols)
         body = (
@@ -246,12 +241,8 @@ class Simulator:
     def build_app(self) -> web.Application:
         app = web.Application()
         r = app.router
-        r.add_get(
-            "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}", self.api("aggs", self.aggs)
-        )
-        r.add_get(
-            "/v2/aggs/grouped/locale/{locale}/market/{market}/{date}", self.api("grouped", self.grouped)
-        )
+        r.add_get("/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}", self.api("aggs", self.aggs))
+        r.add_get("/v2/aggs/grouped/locale/{locale}/market/{market}/{date}", self.api("grouped", self.grouped))
         r.add_get("/v3/reference/tickers/{ticker}", self.api("ticker_details", self.ticker_details))
         r.add_get("/_sim/health", self._health)
         r.add_get("/_sim/config", self._get_config)

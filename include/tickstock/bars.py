@@ -278,15 +278,11 @@ def parse_aggregates(
         if kept is not None:
             parsed.bars.append(kept)
     if parsed.rejected:
-        log.warning(
-            "%d invalid %s bar(s) for %s kept out of the load", len(parsed.rejected), timeframe, symbol
-        )
+        log.warning("%d invalid %s bar(s) for %s kept out of the load", len(parsed.rejected), timeframe, symbol)
     return parsed
 
 
-def parse_grouped_daily(
-    results: Iterable[Mapping[str, Any]] | None, *, day: date | None = None
-) -> ParsedBars:
+def parse_grouped_daily(results: Iterable[Mapping[str, Any]] | None, *, day: date | None = None) -> ParsedBars:
     """Turn grouped-daily ``results`` (every ticker, one date) into day bars keyed like the range endpoint's.
 
     Grouped daily stamps ``t`` at 16:00 ET (the range endpoint at 00:00 ET), so the bar's date is

@@ -12,6 +12,12 @@ Time comes from the Redis server's clock (``TIME``), so workers on different hos
 clocks still share one schedule. ``burst`` requests may go at once after an idle period; after
 that requests are spaced ``1/rate`` apart, so any window of ``w`` seconds holds at most
 ``burst + rate * w`` request starts.
+
+The server counts *arrivals*, and arrivals jitter (scheduling, network, a slow first connect):
+two requests spaced exactly ``1/rate`` apart at the client can land closer together at the
+server. ``headroom`` therefore spaces requests slightly wider than the nominal rate (5% by
+default), so the server's sliding window stays under the limit although individual requests
+arrive a few tens of milliseconds late or early.
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ class RateBudget:
     :param rate: the budget, e.g. ``"100/s"`` or ``"5/min"``
     :param burst: requests that may start together after an idle period (at least 1). One is the
         safe default for a server that counts requests in sliding windows.
+    :param headroom: fraction kept unused to absorb arrival jitter (0.05 = run at 95% of ``rate``)
     :param sleep: how to wait (injected by unit tests that check the computed waits)
     """
 
@@ -110,16 +117,20 @@ class RateBudget:
         rate: str | Rate,
         *,
         burst: int = 1,
+        headroom: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if burst < 1:
             raise ValueError("burst must be at least 1")
+        if not 0 <= headroom < 1:
+            raise ValueError("headroom must be in [0, 1)")
         self.rate = parse_rate(rate)
         self.burst = burst
         self.key = f"{KEY_PREFIX}{name}"
         self._sleep = sleep
         self._script = client.register_script(_RESERVE_LUA)
-        self._interval_us = round(self.rate.interval * 1_000_000)
+        self.interval = self.rate.interval / (1 - headroom)
+        self._interval_us = round(self.interval * 1_000_000)
         self._tolerance_us = (burst - 1) * self._interval_us
 
     def reserve(self) -> float:

@@ -7,19 +7,19 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from airflow.exceptions import AirflowFailException
-from airflow.sdk import get_current_context, task
+from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.timeframes import Timeframe
-from tickstock_airflow.tasks import _job_status, _pg_conn, massive_hook
+from tickstock_airflow.tasks import PLAN_KEY, _job_status, _pg_conn, massive_hook
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECK_DAYS = 30
 
 
-@task(multiple_outputs=True)
-def plan_refresh(**context: Any) -> dict[str, Any]:
+@task
+def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     """Find what every active symbol needs and turn it into fetch batches (or grouped-daily requests)."""
     from tickstock import calendar
     from tickstock.job_status import JobState
@@ -146,63 +146,70 @@ def plan_refresh(**context: Any) -> dict[str, Any]:
         fields={"run_id": run_id, "source": "nightly_refresh"},
     )
     check_days = int(params.get("check_days", DEFAULT_CHECK_DAYS))
-    return {
-        "job_id": job_id,
-        "symbols": symbols,
-        "batches": batches,
-        "grouped": grouped,
-        "batch_count": len(batches) + len(grouped),
-        "daily_required": False,
-        "min_completeness": float(params.get("min_completeness", 1.0)),
-        "check": {
-            "as_of": as_of.isoformat(),
-            "planned_at": planned_at.isoformat(),
-            "days": check_days,
-            "timeframes": [tf.value for tf in (Timeframe.HOUR, *DATED_TIMEFRAMES)]
-            if as_of_is_session
-            else [tf.value for tf in DATED_TIMEFRAMES],
-            "hourly_days": shape.hourly_days,
-            "extended_hours": shape.extended_hours,
-            "since": since,
+    context["ti"].xcom_push(
+        key=PLAN_KEY,
+        value={
+            "job_id": job_id,
+            "symbols": symbols,
+            "grouped": grouped,
+            "batch_count": len(batches) + len(grouped),
+            "daily_required": False,
+            "min_completeness": float(params.get("min_completeness", 1.0)),
+            "check": {
+                "as_of": as_of.isoformat(),
+                "planned_at": planned_at.isoformat(),
+                "days": check_days,
+                "timeframes": [tf.value for tf in (Timeframe.HOUR, *DATED_TIMEFRAMES)]
+                if as_of_is_session
+                else [tf.value for tf in DATED_TIMEFRAMES],
+                "hourly_days": shape.hourly_days,
+                "extended_hours": shape.extended_hours,
+                "since": since,
+            },
         },
-    }
+    )
+    return batches
 
 
-@task(map_index_template="{{ map_index_label }}")
-def fetch_grouped_daily(request: Mapping[str, Any]) -> dict[str, Any]:
-    """Fetch whole-market day bars for a few sessions and stage the requested symbols' bars.
+@task
+def fetch_grouped_daily(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Fetch whole-market day bars for the planned sessions and stage the requested symbols' bars.
 
     One request per session replaces one request per symbol, which is what makes a nightly
-    refresh of thousands of symbols cheap on a rate-limited plan.
+    refresh of thousands of symbols cheap on a rate-limited plan. There are only ever a few
+    sessions to fetch, so this is one task (a list result, possibly empty) rather than a map.
     """
     from tickstock.staging import stage_bars
 
-    wanted = set(request["symbols"])
-    context = get_current_context()
-    context["map_index_label"] = f"grouped day · {len(request['sessions'])} sessions x {len(wanted)} symbols"
+    results = []
     hook = massive_hook()
-    bars = []
-    invalid: dict[str, list[str]] = {}
-    for day in request["sessions"]:
-        parsed = hook.get_grouped_daily(date.fromisoformat(day), adjusted=request.get("adjusted", True))
-        bars.extend(bar for bar in parsed.bars if bar.symbol in wanted)
-        for symbol, reasons in parsed.reasons_by_symbol().items():
-            if symbol in wanted:
-                invalid.setdefault(symbol, []).extend(reasons)
-    with _pg_conn() as conn:
-        counts = stage_bars(conn, request["staging_key"], bars)
-    log.info(
-        "✓ API returned %d day bars for %d of %d symbols in %d grouped requests",
-        sum(counts.values()),
-        len(counts),
-        len(wanted),
-        len(request["sessions"]),
-    )
-    return {
-        "staging_key": request["staging_key"],
-        "timeframe": Timeframe.DAY.value,
-        "bars": {symbol: counts.get(symbol, 0) for symbol in request["symbols"]},
-        "failed": {},
-        "invalid": invalid,
-        "requests": len(request["sessions"]),
-    }
+    for request in plan["grouped"]:
+        wanted = set(request["symbols"])
+        bars = []
+        invalid: dict[str, list[str]] = {}
+        for day in request["sessions"]:
+            parsed = hook.get_grouped_daily(date.fromisoformat(day), adjusted=request.get("adjusted", True))
+            bars.extend(bar for bar in parsed.bars if bar.symbol in wanted)
+            for symbol, reasons in parsed.reasons_by_symbol().items():
+                if symbol in wanted:
+                    invalid.setdefault(symbol, []).extend(reasons)
+        with _pg_conn() as conn:
+            counts = stage_bars(conn, request["staging_key"], bars)
+        log.info(
+            "✓ API returned %d day bars for %d of %d symbols in %d grouped requests",
+            sum(counts.values()),
+            len(counts),
+            len(wanted),
+            len(request["sessions"]),
+        )
+        results.append(
+            {
+                "staging_key": request["staging_key"],
+                "timeframe": Timeframe.DAY.value,
+                "bars": {symbol: counts.get(symbol, 0) for symbol in request["symbols"]},
+                "failed": {},
+                "invalid": invalid,
+                "requests": len(request["sessions"]),
+            }
+        )
+    return results

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from airflow.exceptions import AirflowFailException
-from airflow.sdk import Asset, get_current_context, task
+from airflow.sdk import Asset, XComArg, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.load_request import InvalidRequest, parse_load_request
 from tickstock.timeframes import OHLCV_TABLES, Timeframe
@@ -86,9 +86,21 @@ def planned_windows(plan: Mapping[str, Any]) -> dict[Timeframe, LoadWindow]:
     )
 
 
-@task(multiple_outputs=True)
-def plan_load(**context: Any) -> dict[str, Any]:
-    """Validate params, apply the schema, compute windows and the symbol batches to map over."""
+PLAN_KEY = "plan"
+
+
+def plan_of(planner: XComArg) -> XComArg:
+    """Return the plan a planning task publishes next to its batches (XCom key ``plan``).
+
+    Airflow maps only over a task's ``return_value``, so planners return the batch list and
+    publish everything else (symbols, job id, check windows) under :data:`PLAN_KEY`.
+    """
+    return XComArg(planner.operator, key=PLAN_KEY)
+
+
+@task
+def plan_load(**context: Any) -> list[dict[str, Any]]:
+    """Validate params, apply the schema, compute windows and return the symbol batches to map over."""
     from datetime import UTC, datetime
 
     from tickstock.job_status import JobState
@@ -136,29 +148,33 @@ def plan_load(**context: Any) -> dict[str, Any]:
         message=f"Starting load of {len(request.symbols)} symbols",
         fields={"run_id": run_id, "source": request.source or ""},
     )
-    return {
-        "job_id": job_id,
-        "symbols": list(request.symbols),
-        "batches": plan.batches,
-        "batch_count": len(plan.batches),
-        "min_completeness": float(params.get("min_completeness", 1.0)),
-        "check": {
-            "as_of": plan.as_of.isoformat(),
-            "planned_at": planned_at.isoformat(),
-            "days": request.days,
-            "timeframes": [tf.value for tf in request.timeframes],
-            "hourly_days": request.hourly_days,
-            "extended_hours": request.extended_hours,
+    context["ti"].xcom_push(
+        key=PLAN_KEY,
+        value={
+            "job_id": job_id,
+            "symbols": list(request.symbols),
+            "batch_count": len(plan.batches),
+            "min_completeness": float(params.get("min_completeness", 1.0)),
+            "check": {
+                "as_of": plan.as_of.isoformat(),
+                "planned_at": planned_at.isoformat(),
+                "days": request.days,
+                "timeframes": [tf.value for tf in request.timeframes],
+                "hourly_days": request.hourly_days,
+                "extended_hours": request.extended_hours,
+            },
         },
-    }
+    )
+    return plan.batches
 
 
 @task
-def register_symbols(symbols: Sequence[str]) -> dict[str, Any]:
+def register_symbols(plan: Mapping[str, Any]) -> dict[str, Any]:
     """Register ticker details in ``symbols``; unknown tickers are registered with the symbol only."""
     from tickstock.symbols import register_symbols as upsert
     from tickstock.symbols import symbol_row, symbols_with_fresh_metadata
 
+    symbols = plan["symbols"]
     with _pg_conn() as conn:
         fresh = symbols_with_fresh_metadata(conn, symbols)
         stale = [s for s in symbols if s not in fresh]
@@ -176,8 +192,9 @@ def register_symbols(symbols: Sequence[str]) -> dict[str, Any]:
     return {"unknown": unknown, "registered": len(details), "fresh": len(fresh)}
 
 
-@task(outlets=list(OHLCV_ASSETS.values()), map_index_template="{{ map_index_label }}")
-def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
+# none_failed: in nightly_refresh one of the two fetch paths is often an empty (skipped) map.
+@task(outlets=list(OHLCV_ASSETS.values()), map_index_template="{{ map_index_label }}", trigger_rule="none_failed")
+def upsert_bars(fetch_result: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:
     """Merge one fetched batch from staging into its OHLCV table, in one transaction."""
     from tickstock.staging import merge_staged
 
@@ -213,7 +230,7 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
 
     errors = [f"{s}: {timeframe.value} bars: {r}" for s, r in result["failed"].items()]
     _job_status().update(
-        job_id,
+        plan["job_id"],
         increments={RESULT_FIELD[timeframe]: merged.staged.total()},
         errors=errors,
         batches_done=1,

@@ -23,9 +23,9 @@ def massive_conn(sim, monkeypatch):
 @pytest.fixture
 def run_dag():
     """Run a DAG with ``dag.test()`` (in-process, real tasks) and return its DagRun."""
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
+    bag = DagBag(dag_folder=str(DAGS_DIR))
     assert bag.import_errors == {}
 
     def run(dag_id: str, conf: dict[str, Any]):

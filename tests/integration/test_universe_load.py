@@ -148,3 +148,20 @@ def test_a_request_without_symbols_fails_with_a_job_status(massive_conn, redis_c
     status = _job(redis_client, "empty")
     assert status["status"] == "failed"
     assert "symbols: no symbols" in status["message"]
+
+
+def test_a_universe_combined_with_symbols_loads_every_member(massive_conn, pg_conn, redis_client, run_dag):
+    from tickstock.load_request import read_universe
+
+    conf = {
+        "universe": "core_etfs",
+        "symbols": ["AAPL"],
+        "days": 7,
+        "as_of": "2025-12-02",
+        "timeframes": ["day"],
+        "job_id": "universe",
+    }
+    assert run_dag("universe_load", conf).state == "success"
+    members = {"AAPL", *read_universe("core_etfs")}
+    assert _counts(pg_conn, members) == {(s, "day"): 5 for s in members}
+    assert _job(redis_client, "universe")["results"]["symbols_loaded"] == len(members)

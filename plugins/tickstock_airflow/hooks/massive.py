@@ -98,9 +98,7 @@ class _Retry(Exception):
         self.delay = delay
 
 
-def split_request_range(
-    start: date, end: date, timespan: str, limit: int = MAX_LIMIT
-) -> list[tuple[date, date]]:
+def split_request_range(start: date, end: date, timespan: str, limit: int = MAX_LIMIT) -> list[tuple[date, date]]:
     """Split ``[start, end]`` into consecutive date windows small enough for one request each.
 
     Day-based timespans (day/week/month) are capped in day bars, so one request covers 136 years
@@ -150,6 +148,7 @@ class MassiveHook(HttpHook):
         ``None`` disables the budget (the pool ``massive_api`` still bounds concurrency)
     :param redis_conn_id: Redis connection holding the shared budget (used only with ``rate_limit``)
     :param rate_burst: requests allowed at once after an idle period
+    :param rate_headroom: fraction of ``rate_limit`` left unused to absorb arrival jitter
     :param limit: ``limit`` query parameter (base aggregates per request; max 50000)
     :param max_attempts: attempts per request for retryable failures (429, 5xx, timeouts, resets,
         invalid JSON) before :class:`MassiveUnavailableError`
@@ -176,6 +175,7 @@ class MassiveHook(HttpHook):
         rate_limit: str | None = None,
         redis_conn_id: str = "tickstock_redis",
         rate_burst: int = 1,
+        rate_headroom: float = 0.05,
         limit: int = MAX_LIMIT,
         max_attempts: int = 6,
         retry_base_delay: float = 1.0,
@@ -194,6 +194,7 @@ class MassiveHook(HttpHook):
         self.rate_limit = rate_limit
         self.redis_conn_id = redis_conn_id
         self.rate_burst = rate_burst
+        self.rate_headroom = rate_headroom
         self.limit = limit
         self.max_attempts = max_attempts
         self.retry_base_delay = retry_base_delay
@@ -232,9 +233,7 @@ class MassiveHook(HttpHook):
         self._srv_lookup_enabled = False
         self._base_url_initialized = True
 
-    def _configure_session_from_auth(
-        self, session: requests.Session, connection: Connection
-    ) -> requests.Session:
+    def _configure_session_from_auth(self, session: requests.Session, connection: Connection) -> requests.Session:
         key = connection.password or ""
         if not key:
             raise MassiveAuthError(
@@ -262,9 +261,7 @@ class MassiveHook(HttpHook):
                 from tickstock.rate_budget import RateBudget
 
                 client = RedisHook(redis_conn_id=self.redis_conn_id).get_conn()
-                self._budget = RateBudget(
-                    client, self.massive_conn_id, self.rate_limit, burst=self.rate_burst
-                )
+                self._budget = RateBudget(client, self.massive_conn_id, self.rate_limit, burst=self.rate_burst)
             return self._budget
 
     def prepare(self) -> None:
@@ -318,9 +315,7 @@ class MassiveHook(HttpHook):
     def _auth_error(self, response: requests.Response, what: str) -> MassiveAuthError:
         detail = self._redact(self._error_text(response))
         if response.status_code == 401:
-            fix = (
-                f"the API key was rejected: check the password of Airflow connection {self.massive_conn_id!r}"
-            )
+            fix = f"the API key was rejected: check the password of Airflow connection {self.massive_conn_id!r}"
         else:
             fix = (
                 "the API key's plan is not entitled to this data: upgrade the Massive plan or request "
@@ -363,11 +358,7 @@ class MassiveHook(HttpHook):
             return None
         if status == 429:
             retry_after = self._retry_after(response)
-            delay = (
-                retry_after
-                if retry_after is not None
-                else self._backoff(attempt, self.rate_limited_base_delay)
-            )
+            delay = retry_after if retry_after is not None else self._backoff(attempt, self.rate_limited_base_delay)
             raise _Retry("rate limited (429)", delay)
         if status >= 500:
             raise _Retry(f"server error {status}", self._backoff(attempt, self.retry_base_delay))
@@ -408,9 +399,7 @@ class MassiveHook(HttpHook):
                 raise MassiveRequestError(f"{what}: response is a JSON {type(body).__name__}, not an object")
             if str(body.get("status", "OK")).upper() not in ("OK", "DELAYED"):
                 detail = body.get("error") or body.get("message") or body.get("status")
-                raise MassiveRequestError(
-                    f"{what}: API status {body.get('status')!r}: {self._redact(str(detail))}"
-                )
+                raise MassiveRequestError(f"{what}: API status {body.get('status')!r}: {self._redact(str(detail))}")
             return body
         raise MassiveUnavailableError(f"{what}: giving up after {attempts} attempts; last: {problem}")
 
@@ -508,9 +497,7 @@ class MassiveHook(HttpHook):
         results = body.get("results")
         return results if isinstance(results, dict) else None
 
-    def get_grouped_daily(
-        self, day: date | str, *, adjusted: bool = True, include_otc: bool = False
-    ) -> ParsedBars:
+    def get_grouped_daily(self, day: date | str, *, adjusted: bool = True, include_otc: bool = False) -> ParsedBars:
         """Fetch the day bars of every US stock for one date (one request, no pagination).
 
         Bars are keyed like the range endpoint's (the 16:00 ET stamp becomes that date's ET

@@ -69,9 +69,7 @@ class BatchResult:
         reasons = [r.reason for r in parsed.rejected]
         if reasons:
             extra = len(reasons) - MAX_REASONS_PER_SYMBOL
-            self.invalid[symbol] = reasons[:MAX_REASONS_PER_SYMBOL] + (
-                [f"... and {extra} more"] if extra > 0 else []
-            )
+            self.invalid[symbol] = reasons[:MAX_REASONS_PER_SYMBOL] + ([f"... and {extra} more"] if extra > 0 else [])
 
     def fail(self, symbol: str, error: BaseException) -> None:
         self.errors[symbol] = error
@@ -117,9 +115,7 @@ def fetch_batch(
         return hook.get_bars(symbol, timeframe, start, end, adjusted=adjusted, extended_hours=extended_hours)
 
     hook.prepare()  # connections are resolved here, in the task's own thread, not in the pool
-    with ThreadPoolExecutor(
-        max_workers=max(1, min(max_workers, len(symbols))), thread_name_prefix="massive"
-    ) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(symbols))), thread_name_prefix="massive") as pool:
         futures = {pool.submit(fetch, symbol): symbol for symbol in symbols}
         pending = set(futures)
         while pending:
@@ -165,7 +161,7 @@ class MassiveBarsToStagingOperator(BaseOperator):
     :param retry_base_delay: first backoff in seconds (429 backoff starts at twice this)
     """
 
-    template_fields: Sequence[str] = ("symbols", "timeframe", "start", "end", "staging_key")
+    template_fields: Sequence[str] = ("symbols", "timeframe", "start", "end", "staging_key", "rate_limit")
     template_fields_renderers: ClassVar[dict[str, str]] = {"symbols": "json"}
     ui_color = "#e8f0fe"
 

@@ -78,9 +78,7 @@ def test_custom_bars_shape_matches_the_real_response(sim):
     for bar in body["results"]:
         assert_valid_bar(bar)
     # Day bars start at midnight New York time.
-    assert [et(b["t"]) for b in body["results"]] == [
-        dt.datetime(2025, 11, d, tzinfo=ET) for d in (24, 25, 26)
-    ]
+    assert [et(b["t"]) for b in body["results"]] == [dt.datetime(2025, 11, d, tzinfo=ET) for d in (24, 25, 26)]
 
 
 def test_empty_window_is_200_without_a_results_key(sim):
@@ -406,3 +404,12 @@ def test_data_version_changes_prices_but_not_the_bars_that_exist(sim):
     assert sum(a["c"] != b["c"] for a, b in zip(v0, v1, strict=True)) > len(v0) // 2
     sim.configure(data_version=0)
     assert aggs(sim, "SPY", "hour", "2025-11-24", "2025-11-26")["results"] == v0
+
+
+def test_every_symbol_of_the_shipped_universes_is_simulated():
+    # make demo, the UI and Redis jobs name universes; offline they must all resolve.
+    from massive_sim.universe import CURATED_TICKERS
+    from tickstock.load_request import UNIVERSES_DIR, read_universe
+
+    for path in UNIVERSES_DIR.glob("*.csv"):
+        assert set(read_universe(path.stem)) <= set(CURATED_TICKERS), path.name

@@ -43,7 +43,7 @@ def _reserve_many(budget: RateBudget, n: int) -> tuple[list[float], float]:
 
 
 def test_reservations_follow_the_schedule_of_one_request_per_interval(redis_client):
-    budget = RateBudget(redis_client, "schedule", "10/s")
+    budget = RateBudget(redis_client, "schedule", "10/s", headroom=0)
     waits, took = _reserve_many(budget, 20)
     assert waits[0] == 0
     for k, wait in enumerate(waits):
@@ -51,7 +51,7 @@ def test_reservations_follow_the_schedule_of_one_request_per_interval(redis_clie
 
 
 def test_burst_requests_may_start_together_then_the_rate_applies(redis_client):
-    budget = RateBudget(redis_client, "burst", "2/s", burst=3)
+    budget = RateBudget(redis_client, "burst", "2/s", burst=3, headroom=0)
     waits, took = _reserve_many(budget, 5)
     assert waits[:3] == [0, 0, 0]
     assert 0.5 - took <= waits[3] <= 0.5
@@ -60,9 +60,9 @@ def test_burst_requests_may_start_together_then_the_rate_applies(redis_client):
 
 def test_every_client_with_the_same_name_shares_one_budget_and_other_names_do_not(service_urls, redis_client):
     other_client = redis.Redis.from_url(service_urls.redis_url)  # another connection, bytes replies
-    first = RateBudget(redis_client, "shared", "1/min")
-    second = RateBudget(other_client, "shared", "1/min")
-    unrelated = RateBudget(other_client, "unrelated", "1/min")
+    first = RateBudget(redis_client, "shared", "1/min", headroom=0)
+    second = RateBudget(other_client, "shared", "1/min", headroom=0)
+    unrelated = RateBudget(other_client, "unrelated", "1/min", headroom=0)
     assert first.reserve() == 0
     assert 59 <= second.reserve() <= 60
     assert 119 <= first.reserve() <= 120
@@ -70,22 +70,31 @@ def test_every_client_with_the_same_name_shares_one_budget_and_other_names_do_no
     other_client.close()
 
 
+def test_headroom_spaces_requests_wider_than_the_nominal_rate(redis_client):
+    budget = RateBudget(redis_client, "headroom", "20/s")  # default 5% headroom
+    assert budget.interval == pytest.approx(0.05 / 0.95)
+    waits, took = _reserve_many(budget, 3)
+    assert 2 * budget.interval - took <= waits[2] <= 2 * budget.interval + 1e-6
+
+
 def test_the_key_expires_once_the_schedule_is_idle(redis_client):
     budget = RateBudget(redis_client, "ttl", "5/s")
     budget.reserve()
     ttl_ms = redis_client.pttl(f"{KEY_PREFIX}ttl")
-    assert 0 < ttl_ms <= 1200
+    assert 0 < ttl_ms <= budget.interval * 1000 + 1001
 
 
 def test_acquire_sleeps_exactly_the_reserved_wait(redis_client):
     slept: list[float] = []
-    budget = RateBudget(redis_client, "acquire", "4/s", sleep=slept.append)
+    budget = RateBudget(redis_client, "acquire", "4/s", headroom=0, sleep=slept.append)
     assert budget.acquire() == 0
     second = budget.acquire()
     assert slept == [second]
     assert 0 < second <= 0.25
 
 
-def test_burst_must_be_positive(redis_client):
+def test_burst_and_headroom_are_checked(redis_client):
     with pytest.raises(ValueError, match="burst"):
         RateBudget(redis_client, "x", "1/s", burst=0)
+    with pytest.raises(ValueError, match="headroom"):
+        RateBudget(redis_client, "x", "1/s", headroom=1)

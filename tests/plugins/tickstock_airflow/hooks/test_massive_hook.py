@@ -178,9 +178,7 @@ class TestFailures:
             _hook().get_bars("SPY", "hour", LAST, LAST)
         assert _aggs(massive_conn) == {"403": 1}
 
-    def test_a_connection_without_a_key_is_an_auth_error_before_any_request(
-        self, massive_conn, set_massive_conn
-    ):
+    def test_a_connection_without_a_key_is_an_auth_error_before_any_request(self, massive_conn, set_massive_conn):
         set_massive_conn(massive_conn.url, "")
         with pytest.raises(MassiveAuthError, match="has no Massive API key: put the key in the connection's"):
             _hook().get_bars("SPY", "day", LAST, LAST)
@@ -292,3 +290,81 @@ def test_period_dates_over_http_do_not_depend_on_the_process_time_zone(massive_c
         "month": ["2025-10-01", "2025-11-01"],
         "grouped": ["2025-11-03"],
     }
+
+
+# One worker process of the rate-budget test: it prepares its hook and warms its HTTP connection
+# (so a cold connect does not skew arrival times at the simulator), reports ready, waits for the
+# common start signal (a Redis list, not a sleep), then sends its requests through the budget.
+_BUDGET_WORKER = """
+import os, sys
+import redis
+from tickstock_airflow.hooks.massive import MassiveHook
+
+barrier, requests, rate, burst = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+hook = MassiveHook(rate_limit=rate, rate_burst=burst, max_attempts=1)
+hook.get_ticker_details("SPY")
+client = redis.Redis.from_url(os.environ["TICKSTOCK_REDIS_URL"])
+client.rpush(barrier + ":ready", 1)
+while client.blpop([barrier + ":go"], timeout=4) is None:  # under redis-py's 5 s socket timeout
+    pass
+for _ in range(requests):
+    assert hook.get_ticker_details("SPY") is not None
+print("requests_made", hook.requests_made - 1)
+"""
+
+
+class TestSharedRateBudget:
+    PROCESSES, REQUESTS, RATE, PER_SECOND, BURST = 4, 50, "20/s", 20, 1
+
+    def test_without_a_budget_the_simulator_sees_the_burst(self, massive_conn):
+        hook = _hook()
+        for _ in range(30):
+            hook.get_ticker_details("SPY")
+        assert massive_conn.stats()["max_in_any_1s"] > self.PER_SECOND + self.BURST
+
+    def test_concurrent_processes_share_one_budget(self, massive_conn, api_key, redis_client):
+        total = self.PROCESSES * self.REQUESTS
+        barrier = "test:rate-budget"
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _BUDGET_WORKER,
+                    barrier,
+                    str(self.REQUESTS),
+                    self.RATE,
+                    str(self.BURST),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(self.PROCESSES)
+        ]
+        try:
+            ready, deadline = 0, time.monotonic() + 300
+            while ready < len(workers) and time.monotonic() < deadline:
+                ready += redis_client.blpop([f"{barrier}:ready"], timeout=4) is not None
+            assert ready == len(workers)
+            massive_conn.reset()  # forget the warm-up requests
+            massive_conn.configure(api_keys=[api_key])
+            started = time.monotonic()
+            redis_client.rpush(f"{barrier}:go", *[1] * self.PROCESSES)
+            outputs = [w.communicate(timeout=300) for w in workers]
+            elapsed = time.monotonic() - started
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.kill()
+        assert [w.returncode for w in workers] == [0] * self.PROCESSES, [err[-2000:] for _, err in outputs]
+        stats = massive_conn.stats()
+        arrivals = sorted(stats["arrivals"])
+        span = arrivals[-1] - arrivals[0]
+        print(f"rate budget: {total} requests in {elapsed:.2f} s, arrivals span {span:.2f} s, ", end="")
+        print(f"max in any 1 s window {stats['max_in_any_1s']}")
+        assert stats["by_status"] == {"200": total}
+        # A bucket of BURST at 20/s: no 1-second window holds more than rate + one bucket, and the
+        # requests cannot all be sent in less than (total - BURST) / rate seconds (plus headroom).
+        assert stats["max_in_any_1s"] <= self.PER_SECOND + self.BURST
+        assert elapsed >= span >= 10.0

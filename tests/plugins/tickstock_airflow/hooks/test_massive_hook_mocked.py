@@ -26,14 +26,10 @@ def _conn(set_massive_conn, api_key):
 
 
 def _hook(**kwargs) -> MassiveHook:
-    return MassiveHook(
-        **{"max_attempts": 3, "retry_base_delay": 0.001, "rate_limited_base_delay": 0.001} | kwargs
-    )
+    return MassiveHook(**{"max_attempts": 3, "retry_base_delay": 0.001, "rate_limited_base_delay": 0.001} | kwargs)
 
 
-def test_the_key_travels_as_a_bearer_header_and_next_url_is_fetched_from_the_connection_host(
-    requests_mock, api_key
-):
+def test_the_key_travels_as_a_bearer_header_and_next_url_is_fetched_from_the_connection_host(requests_mock, api_key):
     # A next_url naming another host, with an apiKey in it: neither is followed as given.
     next_url = "https://elsewhere.example/v2/aggs/ticker/SPY/range/1/day/1764651600000/2025-12-02?cursor=abc&apiKey=x"
     first = requests_mock.get(AGGS, json={"status": "OK", "results": [BAR], "next_url": next_url})
@@ -134,9 +130,7 @@ def test_null_results_are_no_bars(requests_mock):
 
 
 def test_split_request_range():
-    assert split_request_range(date(2000, 1, 1), date(2025, 12, 31), "day") == [
-        (date(2000, 1, 1), date(2025, 12, 31))
-    ]
+    assert split_request_range(date(2000, 1, 1), date(2025, 12, 31), "day") == [(date(2000, 1, 1), date(2025, 12, 31))]
     windows = split_request_range(date(2025, 1, 1), date(2025, 3, 1), "hour")
     assert windows == [
         (date(2025, 1, 1), date(2025, 2, 3)),

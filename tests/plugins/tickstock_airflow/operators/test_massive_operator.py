@@ -204,9 +204,8 @@ def test_mapped_through_airflow_with_no_api_key_in_task_logs_or_xcom(
     }
     assert _staged(pg_conn, f"{run.run_id}|day|0") == {"SCHG": len(SESSIONS), "SPY": len(SESSIONS)}
     task_log = capfd.readouterr()
-    assert (
-        "Fetching SPY day bars (attempt 1/6)" in task_log.out
-        or "Fetching SCHG day bars (attempt 1/6)" in (task_log.out)
+    assert "Fetching SPY day bars (attempt 1/6)" in task_log.out or "Fetching SCHG day bars (attempt 1/6)" in (
+        task_log.out
     )
     assert "server error 503, waiting" in task_log.out
     assert f"✓ API returned {len(SESSIONS)} day bars for VUG" in task_log.out

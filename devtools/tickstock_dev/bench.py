@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tickstock_dev import services
+from tickstock_dev.bench_report import dump_results, load_results
 
 MEASUREMENTS = ("upsert", "baseline", "rate", "memory", "sim")
 BENCH_DATABASE = "tickstock_bench"
@@ -120,6 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown note (default docs/benchmarks.md)")
     p.add_argument("--no-profile", action="store_true", help="skip py-spy profiles")
     p.add_argument("--note", action="append", default=[], help="a line for the note's conditions list")
+    p.add_argument("--render-from", type=Path, help="re-render the note from a results JSON; measure nothing")
     p.add_argument(
         "--dags-folder", type=Path, help="run universe_load from this folder instead of dags/ (e.g. a candidate fix)"
     )
@@ -138,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from tickstock_dev import bench_load, bench_upsert
     from tickstock_dev.bench_airflow import AirflowLoader
-    from tickstock_dev.bench_report import machine_description, render_console, render_markdown
+    from tickstock_dev.bench_report import machine_description, render_console
     from tickstock_dev.bench_sim import bench_simulator
 
     args = parse_args(argv)
+    if args.render_from:
+        payload, sections = load_results(args.render_from)
+        _write(args.output, payload, sections)
+        return 0
     sizes = QUICK if args.quick else FULL
     if args.runs:
         n = args.runs
@@ -230,19 +236,37 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.dags_folder:
         conditions.append(f"universe_load ran from a DAG folder given with --dags-folder ({args.dags_folder.name}/)")
+    payload = {
+        "started": started.isoformat(),
+        "total_seconds": total,
+        "machine": machine,
+        "conditions": conditions,
+        "command": "make bench" + (" (--quick)" if args.quick else ""),
+    }
+    results = args.output.with_suffix(".json") if args.quick else base / "bench" / "results.json"
+    dump_results(results, payload, sections)
+    print(render_console(sections))
+    _write(args.output, payload, sections)
+    print(f"\nwrote {args.output.name} in {total / 60:.1f} min (raw results: {results.name})")
+    return 0
+
+
+def _write(output: Path, payload: dict, sections: list) -> None:
+    """Render the note (with the analysis of missed targets) from measured sections."""
+    from tickstock_dev.bench_analysis import analyse
+    from tickstock_dev.bench_report import render_markdown
+
     text = render_markdown(
         sections,
-        machine,
-        started=started,
-        total_seconds=total,
-        command="make bench" + (" (--quick)" if args.quick else ""),
-        conditions=conditions,
+        payload["machine"],
+        started=datetime.fromisoformat(payload["started"]),
+        total_seconds=payload["total_seconds"],
+        command=payload["command"],
+        conditions=payload["conditions"],
+        analysis=analyse(sections),
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(render_console(sections))
-    print(f"\nwrote {args.output.name} in {total / 60:.1f} min")
-    return 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
 
 
 if __name__ == "__main__":

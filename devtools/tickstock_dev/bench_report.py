@@ -179,6 +179,7 @@ def render_markdown(
     total_seconds: float,
     command: str,
     conditions: list[str],
+    analysis: dict[str, list[str]] | None = None,
 ) -> str:
     """The whole note: how it was run, the machine, the summary, then one part per measurement."""
     lines = [
@@ -223,6 +224,8 @@ def render_markdown(
             lines += [*section.notes, ""]
         if section.profile:
             lines += [section.profile, ""]
+        if analysis and analysis.get(section.key):
+            lines += [*analysis[section.key], ""]
         lines += [f"_Section time: {section.seconds:.0f} s._", ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -241,3 +244,42 @@ def render_console(sections: list[Section]) -> str:
         for t in section.targets:
             out.append(f"  TARGET {t.goal}: {triple(t.measured)} -> {'pass' if t.passed else 'MISS'}")
     return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# Raw results (so the note can be re-rendered without measuring again)
+# ------------------------------------------------------------------------------------------------
+
+
+def dump_results(path: Path, payload: dict[str, object], sections: list[Section]) -> None:
+    """Write every sample, note and profile of a run as JSON (``--render-from`` reads it back)."""
+    import dataclasses
+    import json
+
+    data = {**payload, "sections": [dataclasses.asdict(s) for s in sections]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str))
+
+
+def load_results(path: Path) -> tuple[dict[str, object], list[Section]]:
+    import json
+
+    data = json.loads(path.read_text())
+    sections = []
+    for raw in data.pop("sections"):
+        figures = [Figure(f["label"], f["unit"], tuple(f["samples"])) for f in raw["figures"]]
+        targets = [
+            Target(
+                t["name"],
+                t["goal"],
+                Figure(t["measured"]["label"], t["measured"]["unit"], tuple(t["measured"]["samples"])),
+                t["passed"],
+            )
+            for t in raw["targets"]
+        ]
+        sections.append(
+            Section(
+                raw["key"], raw["title"], raw["method"], figures, targets, raw["notes"], raw["profile"], raw["seconds"]
+            )
+        )
+    return data, sections

@@ -34,6 +34,7 @@ from tickstock_dev import services
 from tickstock_dev.bench_report import dump_results, load_results
 
 MEASUREMENTS = ("upsert", "baseline", "rate", "memory", "sim")
+OPTIONAL = ("mode",)  # dags test vs scheduler + LocalExecutor: minutes more, run with --only mode
 BENCH_DATABASE = "tickstock_bench"
 BENCH_REDIS_DB = 3
 DEFAULT_OUTPUT = services.REPO_ROOT / "docs" / "benchmarks.md"
@@ -121,15 +122,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown note (default docs/benchmarks.md)")
     p.add_argument("--no-profile", action="store_true", help="skip py-spy profiles")
     p.add_argument("--note", action="append", default=[], help="a line for the note's conditions list")
-    p.add_argument("--render-from", type=Path, help="re-render the note from a results JSON; measure nothing")
+    p.add_argument(
+        "--render-from",
+        type=Path,
+        action="append",
+        help="re-render the note from results JSON file(s), sections concatenated; measure nothing",
+    )
     p.add_argument(
         "--dags-folder", type=Path, help="run universe_load from this folder instead of dags/ (e.g. a candidate fix)"
     )
     args = p.parse_args(argv)
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
-    unknown = sorted(set(args.only) - set(MEASUREMENTS))
+    unknown = sorted(set(args.only) - set(MEASUREMENTS) - set(OPTIONAL))
     if unknown:
-        p.error(f"unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS)}")
+        p.error(f"unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS + OPTIONAL)}")
     return args
 
 
@@ -145,7 +151,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     if args.render_from:
-        payload, sections = load_results(args.render_from)
+        payload, sections = load_results(args.render_from[0])
+        for extra in args.render_from[1:]:
+            more_payload, more = load_results(extra)
+            sections += more
+            payload["conditions"] = [*payload["conditions"], *more_payload["conditions"]]  # type: ignore[list-item]
+            payload["total_seconds"] = float(payload["total_seconds"]) + float(more_payload["total_seconds"])  # type: ignore[arg-type]
+        sections.sort(key=lambda s: s.key)
         _write(args.output, payload, sections)
         return 0
     sizes = QUICK if args.quick else FULL
@@ -179,13 +191,13 @@ def main(argv: list[str] | None = None) -> int:
                     bench.postgres_url, rows=sizes.upsert_rows, runs=sizes.upsert_runs, profile=profile, log=log
                 )
             )
-        needs_sim = [m for m in args.only if m in ("baseline", "rate", "memory", "sim")]
+        needs_sim = [m for m in args.only if m in ("baseline", "rate", "memory", "sim", "mode")]
         if needs_sim:
             observed: list[bench_load.Observed] = []
             biggest = max([sizes.memory_symbols if "memory" in args.only else 0, sizes.rate_symbols, *sizes.e2e_sizes])
             with bench_simulator(cache_symbols=biggest, now=SIM_NOW) as sim:
                 loader = AirflowLoader(base / "airflow-bench", bench, sim, dags_folder=args.dags_folder)
-                if any(m in args.only for m in ("baseline", "rate", "memory")):
+                if any(m in args.only for m in ("baseline", "rate", "memory", "mode")):
                     log("preparing Airflow (metadata DB, pool massive_api)")
                     loader.prepare()
                 if "baseline" in args.only:
@@ -195,6 +207,17 @@ def main(argv: list[str] | None = None) -> int:
                             sim, loader, bench.postgres_url, redis_client,
                             sizes=sizes.e2e_sizes, latencies=sizes.e2e_latencies, runs_for=sizes.e2e_runs,
                             observed=observed, profile=profile, log=log,
+                        )
+                    )  # fmt: skip
+                if "mode" in args.only:
+                    from tickstock_dev.bench_executor import run_mode_comparison
+
+                    n = sizes.e2e_sizes[0]
+                    log(f"2b. Airflow mode: dags test vs scheduler + LocalExecutor, {n} symbols")
+                    sections.append(
+                        run_mode_comparison(
+                            sim, loader, bench.postgres_url, redis_client,
+                            symbols=n, runs=sizes.e2e_runs_large, log=log,
                         )
                     )  # fmt: skip
                 if "rate" in args.only:
@@ -243,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         "conditions": conditions,
         "command": "make bench" + (" (--quick)" if args.quick else ""),
     }
-    results = args.output.with_suffix(".json") if args.quick else base / "bench" / "results.json"
+    name = "results" if args.only == list(MEASUREMENTS) else "results-" + "-".join(args.only)
+    results = args.output.with_suffix(".json") if args.quick else base / "bench" / f"{name}.json"
     dump_results(results, payload, sections)
     print(render_console(sections))
     _write(args.output, payload, sections)

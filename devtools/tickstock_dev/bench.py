@@ -65,10 +65,10 @@ class Sizes:
 
 FULL = Sizes(
     upsert_rows=1_000_000,
-    upsert_runs=3,
+    upsert_runs=2,
     e2e_sizes=(100, 500),
     e2e_latencies=(0, 20),
-    e2e_runs_small=3,
+    e2e_runs_small=2,
     e2e_runs_large=1,
     rate_symbols=1000,
     rate_runs=2,

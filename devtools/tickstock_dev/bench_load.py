@@ -256,6 +256,7 @@ def run_memory(
     symbols: int,
     runs: int,
     observed: list[Observed],
+    batch_size: int = 500,
     log: Callable[[str], None] = print,
 ) -> Section:
     t_section = time.perf_counter()
@@ -266,7 +267,7 @@ def run_memory(
     last: LoadRun | None = None
     for r in range(runs):
         _fresh(sim, postgres_url, redis_client)
-        run = loader.run(load_conf(names, job_id=f"bench-mem-{symbols}-{r}"))
+        run = loader.run(load_conf(names, job_id=f"bench-mem-{symbols}-{r}", batch_size=batch_size))
         ok, _, peak = _sim_counts(sim)
         observed.append(Observed(f"universe_load {symbols} sym (cold series)", ok, run.run_s, peak, cold=True))
         peak_proc.append(run.peak_rss_process / 2**20)
@@ -285,7 +286,9 @@ def run_memory(
     gib = Figure("peak RSS", "GiB", tuple(v / 1024 for v in mib.samples))
     section.targets.append(Target("peak RSS, biggest task", "< 1 GiB", gib, gib.median < 1.0))
     section.method = [
-        f"{symbols:,} symbols × 1 year, all four timeframes, no rate limit, `airflow dags test`. Under `dags test` "
+        f"{symbols:,} symbols × 1 year, all four timeframes, no rate limit, `batch_size` {batch_size} (the largest "
+        "the DAG accepts, so each fetch task holds the most bars a task can: the worst case for one task; the "
+        "default 50 gives 10× smaller fetch tasks and 10× more of them), `airflow dags test`. Under `dags test` "
         "every task instance runs inside that one process, one after another, so the process's peak RSS "
         "(polled with psutil every 50 ms, whole process tree too) is an upper bound for the biggest single "
         "task, Airflow's own in-process API server and DAG included. On a worker each task runs in its own "

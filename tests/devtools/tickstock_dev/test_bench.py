@@ -38,14 +38,17 @@ def test_design_document_loader_loads_every_timeframe(service_urls, schema, mass
         massive_sim.url, massive_sim.api_key, service_urls.postgres_url, redis_client, datetime(2025, 12, 2, 16)
     )
     symbols = sim_symbols(2)
-    result = loader.handle_csv_universe_load({"job_id": "smoke", "symbols": symbols})
-    assert result["symbols_loaded"] == 2, result["errors"]
-    # Per symbol: ticker details + 4 sequential Custom Bars calls, as the design document does.
-    assert massive_sim.stats()["by_endpoint"]["aggs"] == 8
-    assert massive_sim.stats()["by_endpoint"]["ticker_details"] == 2
-    with psycopg.connect(service_urls.postgres_url) as conn:
-        for table in ("ohlcv_hourly", "ohlcv_daily", "ohlcv_weekly", "ohlcv_monthly"):
-            assert conn.execute(f"SELECT count(DISTINCT symbol) FROM {table}").fetchone()[0] == 2
+    try:
+        result = loader.handle_csv_universe_load({"job_id": "smoke", "symbols": symbols})
+        assert result["symbols_loaded"] == 2, result["errors"]
+        # Per symbol: ticker details + 4 sequential Custom Bars calls, as the design document does.
+        assert massive_sim.stats()["by_endpoint"]["aggs"] == 8
+        assert massive_sim.stats()["by_endpoint"]["ticker_details"] == 2
+        with psycopg.connect(service_urls.postgres_url) as conn:
+            for table in ("ohlcv_hourly", "ohlcv_daily", "ohlcv_weekly", "ohlcv_monthly"):
+                assert conn.execute(f"SELECT count(DISTINCT symbol) FROM {table}").fetchone()[0] == 2
+    finally:
+        reset_load_tables(service_urls.postgres_url)  # later tests expect empty tables
 
 
 def test_figures_and_ratios_summarise_runs():

@@ -28,10 +28,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tickstock_dev import services
-from tickstock_dev.bench_report import dump_results, load_results
+from tickstock_dev.bench_report import Section, dump_results, load_results
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MEASUREMENTS = ("upsert", "baseline", "rate", "memory", "sim")
 OPTIONAL = ("mode",)  # dags test vs scheduler + LocalExecutor: minutes more, run with --only mode
@@ -171,6 +175,21 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, flush=True)
 
+    def measure(key: str, title: str, work: Callable[[], Section]) -> None:
+        """Run one measurement; a failure is reported in the note instead of losing the others."""
+        t_start = time.perf_counter()
+        try:
+            sections.append(work())
+        except Exception as exc:
+            import traceback
+
+            log(f"  {key}. FAILED: {exc!r}")
+            failed = Section(key, f"{title} (FAILED)")
+            failed.notes = ["The measurement failed; the others ran. Last lines:", "", "```"]
+            failed.notes += [*traceback.format_exc().splitlines()[-12:], "```"]
+            failed.seconds = time.perf_counter() - t_start
+            sections.append(failed)
+
     # The baseline logs every request at INFO as the design document does (its f-strings are still
     # built, so their cost stays in); Airflow's imports turn INFO on, which would flood the console.
     logging.getLogger("tickstock_dev.bench_baseline").setLevel(logging.WARNING)
@@ -186,10 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "upsert" in args.only:
             log(f"1. upsert vs raw COPY, {sizes.upsert_rows:,} rows x {sizes.upsert_runs} runs")
-            sections.append(
-                bench_upsert.run(
+            measure(
+                "1",
+                "Bulk upsert vs raw COPY",
+                lambda: bench_upsert.run(
                     bench.postgres_url, rows=sizes.upsert_rows, runs=sizes.upsert_runs, profile=profile, log=log
-                )
+                ),
             )
         needs_sim = [m for m in args.only if m in ("baseline", "rate", "memory", "sim", "mode")]
         if needs_sim:
@@ -202,47 +223,49 @@ def main(argv: list[str] | None = None) -> int:
                     loader.prepare()
                 if "baseline" in args.only:
                     log(f"2. end to end, sizes {sizes.e2e_sizes}, latencies {sizes.e2e_latencies} ms")
-                    sections.append(
+                    measure("2", "End to end", lambda: (
                         bench_load.run_end_to_end(
                             sim, loader, bench.postgres_url, redis_client,
                             sizes=sizes.e2e_sizes, latencies=sizes.e2e_latencies, runs_for=sizes.e2e_runs,
                             observed=observed, profile=profile, log=log,
                         )
-                    )  # fmt: skip
+                    ))  # fmt: skip
                 if "mode" in args.only:
                     from tickstock_dev.bench_executor import run_mode_comparison
 
                     n = sizes.e2e_sizes[0]
                     log(f"2b. Airflow mode: dags test vs scheduler + LocalExecutor, {n} symbols")
-                    sections.append(
+                    measure("2b", "Airflow mode", lambda: (
                         run_mode_comparison(
                             sim, loader, bench.postgres_url, redis_client,
                             symbols=n, runs=sizes.e2e_runs_large, log=log,
                         )
-                    )  # fmt: skip
+                    ))  # fmt: skip
                 if "rate" in args.only:
                     log(f"3. rate bound, {sizes.rate_symbols} symbols at 100 req/s x {sizes.rate_runs} runs")
-                    sections.append(
+                    measure("3", "Rate bound", lambda: (
                         bench_load.run_rate_bound(
                             sim, loader, bench.postgres_url, redis_client,
                             symbols=sizes.rate_symbols, runs=sizes.rate_runs, observed=observed,
                             profile=profile, log=log,
                         )
-                    )  # fmt: skip
+                    ))  # fmt: skip
                 if "memory" in args.only:
                     log(f"4. memory, {sizes.memory_symbols} symbols x {sizes.memory_runs} runs")
-                    sections.append(
+                    measure("4", "Memory", lambda: (
                         bench_load.run_memory(
                             sim, loader, bench.postgres_url, redis_client,
                             symbols=sizes.memory_symbols, runs=sizes.memory_runs, observed=observed, log=log,
                         )
-                    )  # fmt: skip
+                    ))  # fmt: skip
                 if "sim" in args.only:
                     log(f"5. simulator throughput, {sizes.sim_runs} runs x {sizes.sim_seconds:g} s")
-                    sections.append(
-                        bench_load.run_sim_throughput(
+                    measure(
+                        "5",
+                        "Simulator throughput",
+                        lambda: bench_load.run_sim_throughput(
                             sim, runs=sizes.sim_runs, seconds=sizes.sim_seconds, observed=observed, log=log
-                        )
+                        ),
                     )
     finally:
         redis_client.flushdb()

@@ -1,0 +1,320 @@
+"""``make bench``: measured throughput and scale, next to the design document's loader and the limits.
+
+    python -m tickstock_dev.bench [--quick] [--only upsert,baseline,rate,memory,sim]
+                                  [--runs N] [--output docs/benchmarks.md] [--no-profile]
+
+Five measurements (see docs/benchmarks.md for what each does and why):
+
+- ``upsert``: the bulk-upsert path vs a raw COPY (>= 1M rows);
+- ``baseline``: end to end, ``universe_load`` vs the design document's loader (100 and 500 symbols,
+  0 and 20 ms API latency);
+- ``rate``: a 1,000-symbol load under a 100 req/s limit vs requests ÷ 100;
+- ``memory``: peak RSS of a 5,000-symbol load;
+- ``sim``: the simulator's own throughput, next to the rates the loads reached.
+
+Everything runs against the embedded PostgreSQL/Redis (a dedicated database ``tickstock_bench``,
+recreated, and Redis database 3) and one simulator process the bench starts, so a run never
+touches development or test data. ``--quick`` shrinks every size so the whole harness runs in a
+few minutes (the smoke test uses it with ``--only``); its numbers say nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from tickstock_dev import services
+from tickstock_dev.bench_report import Section, dump_results, load_results
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+MEASUREMENTS = ("upsert", "baseline", "rate", "memory", "sim")
+OPTIONAL = ("mode",)  # dags test vs scheduler + LocalExecutor: minutes more, run with --only mode
+BENCH_DATABASE = "tickstock_bench"
+BENCH_REDIS_DB = 3
+DEFAULT_OUTPUT = services.REPO_ROOT / "docs" / "benchmarks.md"
+SIM_NOW = "2025-12-02T21:00:00Z"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big and how often: the full issue sizes, or tiny ones for the smoke test."""
+
+    upsert_rows: int
+    upsert_runs: int
+    e2e_sizes: tuple[int, ...]
+    e2e_latencies: tuple[int, ...]
+    e2e_runs_small: int
+    e2e_runs_large: int
+    rate_symbols: int
+    rate_runs: int
+    memory_symbols: int
+    memory_runs: int
+    sim_runs: int
+    sim_seconds: float
+
+    def e2e_runs(self, n: int) -> int:
+        """Fewer runs of the biggest end-to-end size: the baseline alone needs minutes per run."""
+        return self.e2e_runs_large if n == max(self.e2e_sizes) and len(self.e2e_sizes) > 1 else self.e2e_runs_small
+
+
+FULL = Sizes(
+    upsert_rows=1_000_000,
+    upsert_runs=2,
+    e2e_sizes=(100, 500),
+    e2e_latencies=(0, 20),
+    e2e_runs_small=2,
+    e2e_runs_large=1,
+    rate_symbols=1000,
+    rate_runs=2,
+    memory_symbols=5000,
+    memory_runs=1,
+    sim_runs=3,
+    sim_seconds=3.0,
+)
+QUICK = Sizes(
+    upsert_rows=2_520,
+    upsert_runs=2,
+    e2e_sizes=(3,),
+    e2e_latencies=(0,),
+    e2e_runs_small=1,
+    e2e_runs_large=1,
+    rate_symbols=3,
+    rate_runs=1,
+    memory_symbols=5,
+    memory_runs=1,
+    sim_runs=2,
+    sim_seconds=0.5,
+)
+
+
+def _bench_urls(urls: services.ServiceUrls) -> services.ServiceUrls:
+    """Recreate the bench database; point Redis at the bench's own database index."""
+    import psycopg
+
+    admin = services.with_database(urls.postgres_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    redis_url = urlsplit(urls.redis_url)._replace(path=f"/{BENCH_REDIS_DB}").geturl()
+    return services.ServiceUrls(services.with_database(urls.postgres_url, BENCH_DATABASE), redis_url)
+
+
+def _postgres_version(postgres_url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(postgres_url) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        ts = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return f"{version} (embedded, {'TimescaleDB ' + ts[0] if ts else 'plain tables, no TimescaleDB'})"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tickstock_dev.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, measures nothing")
+    p.add_argument("--only", default=",".join(MEASUREMENTS), help=f"comma list of {', '.join(MEASUREMENTS)}")
+    p.add_argument("--runs", type=int, help="override the number of runs of every measurement")
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown note (default docs/benchmarks.md)")
+    p.add_argument("--no-profile", action="store_true", help="skip py-spy profiles")
+    p.add_argument("--note", action="append", default=[], help="a line for the note's conditions list")
+    p.add_argument(
+        "--render-from",
+        type=Path,
+        action="append",
+        help="re-render the note from results JSON file(s), sections concatenated; measure nothing",
+    )
+    p.add_argument(
+        "--dags-folder", type=Path, help="run universe_load from this folder instead of dags/ (e.g. a candidate fix)"
+    )
+    args = p.parse_args(argv)
+    args.only = [m.strip() for m in args.only.split(",") if m.strip()]
+    unknown = sorted(set(args.only) - set(MEASUREMENTS) - set(OPTIONAL))
+    if unknown:
+        p.error(f"unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS + OPTIONAL)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    import dataclasses
+
+    import redis
+
+    from tickstock_dev import bench_load, bench_upsert
+    from tickstock_dev.bench_airflow import AirflowLoader
+    from tickstock_dev.bench_report import machine_description, render_console
+    from tickstock_dev.bench_sim import bench_simulator
+
+    args = parse_args(argv)
+    if args.render_from:
+        payload, sections = load_results(args.render_from[0])
+        for extra in args.render_from[1:]:
+            more_payload, more = load_results(extra)
+            sections += more
+            payload["conditions"] = [*payload["conditions"], *more_payload["conditions"]]  # type: ignore[list-item]
+            payload["total_seconds"] = float(payload["total_seconds"]) + float(more_payload["total_seconds"])  # type: ignore[arg-type]
+        sections.sort(key=lambda s: s.key)
+        _write(args.output, payload, sections)
+        return 0
+    sizes = QUICK if args.quick else FULL
+    if args.runs:
+        n = args.runs
+        sizes = dataclasses.replace(
+            sizes, upsert_runs=n, e2e_runs_small=n, e2e_runs_large=n, rate_runs=n, memory_runs=n, sim_runs=n
+        )
+    profile = not args.no_profile
+
+    def log(text: str) -> None:
+        print(text, flush=True)
+
+    def measure(key: str, title: str, work: Callable[[], Section]) -> None:
+        """Run one measurement; a failure is reported in the note instead of losing the others."""
+        t_start = time.perf_counter()
+        try:
+            sections.append(work())
+        except Exception as exc:
+            import traceback
+
+            log(f"  {key}. FAILED: {exc!r}")
+            failed = Section(key, f"{title} (FAILED)")
+            failed.notes = ["The measurement failed; the others ran. Last lines:", "", "```"]
+            failed.notes += [*traceback.format_exc().splitlines()[-12:], "```"]
+            failed.seconds = time.perf_counter() - t_start
+            sections.append(failed)
+
+    # The baseline logs every request at INFO as the design document does (its f-strings are still
+    # built, so their cost stays in); Airflow's imports turn INFO on, which would flood the console.
+    logging.getLogger("tickstock_dev.bench_baseline").setLevel(logging.WARNING)
+    logging.getLogger("tickstock").setLevel(logging.WARNING)
+
+    started, t0 = datetime.now(UTC), time.perf_counter()
+    base = services.state_dir()
+    urls = services.ensure_services(base)
+    bench = _bench_urls(urls)
+    redis_client = redis.Redis.from_url(bench.redis_url)
+    sections = []
+    machine = machine_description(_postgres_version(bench.postgres_url))
+    try:
+        if "upsert" in args.only:
+            log(f"1. upsert vs raw COPY, {sizes.upsert_rows:,} rows x {sizes.upsert_runs} runs")
+            measure(
+                "1",
+                "Bulk upsert vs raw COPY",
+                lambda: bench_upsert.run(
+                    bench.postgres_url, rows=sizes.upsert_rows, runs=sizes.upsert_runs, profile=profile, log=log
+                ),
+            )
+        needs_sim = [m for m in args.only if m in ("baseline", "rate", "memory", "sim", "mode")]
+        if needs_sim:
+            observed: list[bench_load.Observed] = []
+            biggest = max([sizes.memory_symbols if "memory" in args.only else 0, sizes.rate_symbols, *sizes.e2e_sizes])
+            with bench_simulator(cache_symbols=biggest, now=SIM_NOW) as sim:
+                loader = AirflowLoader(base / "airflow-bench", bench, sim, dags_folder=args.dags_folder)
+                if any(m in args.only for m in ("baseline", "rate", "memory", "mode")):
+                    log("preparing Airflow (metadata DB, pool massive_api)")
+                    loader.prepare()
+                if "baseline" in args.only:
+                    log(f"2. end to end, sizes {sizes.e2e_sizes}, latencies {sizes.e2e_latencies} ms")
+                    measure("2", "End to end", lambda: (
+                        bench_load.run_end_to_end(
+                            sim, loader, bench.postgres_url, redis_client,
+                            sizes=sizes.e2e_sizes, latencies=sizes.e2e_latencies, runs_for=sizes.e2e_runs,
+                            observed=observed, profile=profile, log=log,
+                        )
+                    ))  # fmt: skip
+                if "mode" in args.only:
+                    from tickstock_dev.bench_executor import run_mode_comparison
+
+                    n = sizes.e2e_sizes[0]
+                    log(f"2b. Airflow mode: dags test vs scheduler + LocalExecutor, {n} symbols")
+                    measure("2b", "Airflow mode", lambda: (
+                        run_mode_comparison(
+                            sim, loader, bench.postgres_url, redis_client,
+                            symbols=n, runs=sizes.e2e_runs_large, log=log,
+                        )
+                    ))  # fmt: skip
+                if "rate" in args.only:
+                    log(f"3. rate bound, {sizes.rate_symbols} symbols at 100 req/s x {sizes.rate_runs} runs")
+                    measure("3", "Rate bound", lambda: (
+                        bench_load.run_rate_bound(
+                            sim, loader, bench.postgres_url, redis_client,
+                            symbols=sizes.rate_symbols, runs=sizes.rate_runs, observed=observed,
+                            profile=profile, log=log,
+                        )
+                    ))  # fmt: skip
+                if "memory" in args.only:
+                    log(f"4. memory, {sizes.memory_symbols} symbols x {sizes.memory_runs} runs")
+                    measure("4", "Memory", lambda: (
+                        bench_load.run_memory(
+                            sim, loader, bench.postgres_url, redis_client,
+                            symbols=sizes.memory_symbols, runs=sizes.memory_runs, observed=observed, log=log,
+                        )
+                    ))  # fmt: skip
+                if "sim" in args.only:
+                    log(f"5. simulator throughput, {sizes.sim_runs} runs x {sizes.sim_seconds:g} s")
+                    measure(
+                        "5",
+                        "Simulator throughput",
+                        lambda: bench_load.run_sim_throughput(
+                            sim, runs=sizes.sim_runs, seconds=sizes.sim_seconds, observed=observed, log=log
+                        ),
+                    )
+    finally:
+        redis_client.flushdb()
+        redis_client.close()
+        if urls.started_postgres or urls.started_redis:
+            services.stop_services(base)
+    total = time.perf_counter() - t0
+    load1, load5, load15 = os.getloadavg()
+    conditions = [
+        f"sizes: {'--quick (harness check only, not a measurement)' if args.quick else 'full (the issue sizes)'}; "
+        f"measurements: {', '.join(args.only)}",
+        f"load average at the end (1/5/15 min): {load1:.2f} / {load5:.2f} / {load15:.2f} on {os.cpu_count()} cores",
+        *args.note,
+    ]
+    if args.dags_folder:
+        conditions.append(f"universe_load ran from a DAG folder given with --dags-folder ({args.dags_folder.name}/)")
+    payload = {
+        "started": started.isoformat(),
+        "total_seconds": total,
+        "machine": machine,
+        "conditions": conditions,
+        "command": "make bench" + (" (--quick)" if args.quick else ""),
+    }
+    name = "results" if args.only == list(MEASUREMENTS) else "results-" + "-".join(args.only)
+    results = args.output.with_suffix(".json") if args.quick else base / "bench" / f"{name}.json"
+    dump_results(results, payload, sections)
+    print(render_console(sections))
+    _write(args.output, payload, sections)
+    print(f"\nwrote {args.output.name} in {total / 60:.1f} min (raw results: {results.name})")
+    return 0
+
+
+def _write(output: Path, payload: dict, sections: list) -> None:
+    """Render the note (with the analysis of missed targets) from measured sections."""
+    from tickstock_dev.bench_analysis import analyse
+    from tickstock_dev.bench_report import render_markdown
+
+    text = render_markdown(
+        sections,
+        payload["machine"],
+        started=datetime.fromisoformat(payload["started"]),
+        total_seconds=payload["total_seconds"],
+        command=payload["command"],
+        conditions=payload["conditions"],
+        analysis=analyse(sections),
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""What the note says about a missed target: where the time went and what would fix it.
+
+Written against the measured figures of the run being rendered (shares, seconds, rates), so the
+diagnosis moves with the numbers; the proposals are the changes the breakdowns and profiles point
+at, not measured results.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tickstock_dev.bench_report import Figure, Section
+
+
+def _fig(section: Section, prefix: str) -> Figure | None:
+    return next((f for f in section.figures if f.label.startswith(prefix)), None)
+
+
+def _median(section: Section, prefix: str) -> float | None:
+    f = _fig(section, prefix)
+    return f.median if f else None
+
+
+def _upsert(section: Section) -> list[str]:
+    stage, merge = _median(section, "fresh: seconds in stage_bars"), _median(section, "fresh: seconds in merge_staged")
+    lines = ["**Why the upsert misses, and what would fix it.**", ""]
+    if stage and merge:
+        share = 100 * stage / (stage + merge)
+        lines.append(
+            f"- Of a fresh upsert, {share:.0f} % is `stage_bars` and {100 - share:.0f} % `merge_staged`. The raw "
+            "COPY writes each row once into one heap and one index; the project's path writes it into the staging "
+            "heap and its `load_key` index, reads it back (`DELETE … RETURNING`, a sort for `DISTINCT ON`), then "
+            "into the target heap and primary key, and returns a row per bar (`RETURNING symbol, xmax = 0`). "
+            "Two COPY-sized writes plus a merge cannot reach half of one COPY on this machine."
+        )
+    lines += [
+        "- Proposed fixes, in the order I would try them (not measured here):",
+        "  1. Per-batch staging without an index: an UNLOGGED table (or list partition) per load key, merged by "
+        "sequential scan and dropped/truncated instead of `DELETE … RETURNING` — removes the index write, the "
+        "delete and its dead tuples.",
+        "  2. Count inserts/updates with `GROUP BY` inside the statement (one row per symbol) instead of one "
+        "`RETURNING` row per bar shipped to Python.",
+        "  3. Drop the `DISTINCT ON` sort when the operator has already de-duplicated the batch (it validates bars).",
+        "  4. Binary COPY (`copy.set_types(...)`, `FORMAT BINARY`) for both COPYs: the profile's client side is "
+        "NUMERIC text encoding.",
+    ]
+    return lines
+
+
+def _end_to_end(section: Section) -> list[str]:
+    lines = ["**Why universe_load is not 20× faster here, and what would fix it.**", ""]
+    for target in section.targets:
+        tag = target.name.removeprefix("speed-up, ")
+        base = _median(section, f"baseline (design doc), {tag}")
+        run = _median(section, f"universe_load DagRun, {tag}")
+        data = _median(section, f"universe_load data path (fetch_bars + upsert_bars TIs), {tag}")
+        if base is None or run is None or data is None:
+            continue
+        lines.append(
+            f"- {tag}: baseline {base:.0f} s; universe_load DagRun {run:.0f} s, of which the data path (all "
+            f"fetch and upsert task instances) {data:.1f} s ({base / data:.2f}× the baseline's speed) and "
+            f"{run - data:.0f} s fixed cost. 20× would need the whole DagRun under {base / 20:.1f} s."
+        )
+    lines += [
+        "- The fixed cost does not grow with the universe: the first task pays `dags test`'s in-process "
+        "Execution API start-up, `plan_load` builds the XNYS calendar from 1990 (`tickstock/calendar.nyse` is the "
+        "top project frame of the profile), and every task instance costs Airflow's own bookkeeping (see "
+        '"between tasks" above). The baseline\'s cost is per symbol, so the ratio improves with size.',
+        "- Proposed fixes (not measured here):",
+        "  1. Build the NYSE calendar only for the requested window (or ship precomputed sessions): "
+        "`exchange_calendars` over 35+ years costs seconds of CPU in `plan_load`.",
+        "  2. Fewer task instances for small loads: size batches so each timeframe maps to about one task per "
+        "pool slot instead of fixed 50-symbol batches, and fold the upsert into the fetch task when both run on "
+        "the same worker (halves the TIs).",
+        "  3. On a deployed Airflow the scheduler and workers are already running: the *process* column's "
+        "extra start-up disappears, and with LocalExecutor/Celery the mapped fetches overlap instead of running "
+        "one after another as under `dags test`.",
+    ]
+    return lines
+
+
+def _rate(section: Section) -> list[str]:
+    bound = _median(section, "API requests ÷ rate")
+    run = _median(section, "universe_load DagRun")
+    fetch = _median(section, "fetch_bars TIs, summed")
+    rate = _median(section, "request rate inside fetch_bars")
+    lines = ["**Why the load does not hide behind the API, and what would fix it.**", ""]
+    if bound and run and fetch is not None and rate is not None:
+        fetch_tis = run - fetch
+        lines.append(
+            f"- The bound is {bound:.0f} s; the DagRun took {run:.0f} s. Inside the fetch task instances the "
+            f"requests ran at {rate:.0f} req/s, {100 * rate / 100:.0f} % of the 100 req/s budget (fetch_bars summed "
+            f"{fetch:.0f} s: each 50-symbol TI needs 0.5 s of budget but also opens its hook and connections, "
+            "parses and validates the bars and COPYs them to staging between and after its requests). The other "
+            f"{fetch_tis:.0f} s are task instances that do not fetch (plan, upserts, check, finish) and Airflow's "
+            "per-task work, which `dags test` runs *between* fetches instead of beside them. The profile shows "
+            "the fetch path (`MassiveHook.get_bars`, the Redis budget's `acquire`) and Airflow's per-task "
+            "machinery (structlog output, JSON-schema param validation, imports) sharing two cores."
+        )
+    lines += [
+        "- Proposed fixes (not measured here): run the mapped fetches on an executor with several pool slots so "
+        "upserts and bookkeeping overlap the rate-bound fetches (the Redis budget keeps the API at the limit); "
+        "fewer, larger batches so fewer task instances sit between requests; start the first fetch before the "
+        "plan's calendar work (compute windows once, cached).",
+    ]
+    return lines
+
+
+def _memory(section: Section) -> list[str]:
+    return [
+        "**Why memory misses, and what would fix it.** The peak is the `dags test` process holding every task in "
+        "turn; run the biggest task alone (`airflow tasks test`) to attribute it, and stream bars to COPY per "
+        "symbol instead of holding a batch's bars in a list.",
+    ]
+
+
+def _sim(section: Section) -> list[str]:
+    return [
+        "**The simulator limited a load.** Warm more series before timing, or run it on its own core "
+        "(`taskset`), before reading measurements 2-3.",
+    ]
+
+
+ANALYSES = {"1": _upsert, "2": _end_to_end, "3": _rate, "4": _memory, "5": _sim}
+
+
+def analyse(sections: list[Section]) -> dict[str, list[str]]:
+    """Lines to add under each section that missed a target (sections that met theirs get none)."""
+    out: dict[str, list[str]] = {}
+    for section in sections:
+        if any(not t.passed for t in section.targets) and section.key in ANALYSES:
+            out[section.key] = ANALYSES[section.key](section)
+    return out

@@ -1,0 +1,285 @@
+"""Results of ``make bench``: samples, targets, the machine, and the Markdown note.
+
+Every figure is kept as its raw samples (one per run) so the note can show min/median/max rather
+than a single lucky or unlucky time; ratios are computed per run from paired samples taken in the
+same run (same cache state, same background load) and summarised the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured quantity: a sample per run.
+
+    :param label: what was measured, e.g. ``"raw COPY"``
+    :param unit: e.g. ``"rows/s"`` or ``"s"``
+    :param samples: one value per run, in run order
+    """
+
+    label: str
+    unit: str
+    samples: tuple[float, ...]
+
+    @property
+    def min(self) -> float:
+        return min(self.samples)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def max(self) -> float:
+        return max(self.samples)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target of the issue and whether the measured figure meets it.
+
+    :param name: short name for the summary table
+    :param goal: the target as written in the issue, e.g. ``">= 0.5 of COPY"``
+    :param measured: the figure that decides (usually a per-run ratio)
+    :param passed: judged on the median; min/max are shown next to it
+    """
+
+    name: str
+    goal: str
+    measured: Figure
+    passed: bool
+
+
+@dataclass
+class Section:
+    """One measurement: its figures, derived ratios, targets and notes for the Markdown note."""
+
+    key: str
+    title: str
+    method: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    profile: str | None = None
+    seconds: float = 0.0
+
+    def add(self, label: str, unit: str, samples: list[float] | tuple[float, ...]) -> Figure:
+        figure = Figure(label, unit, tuple(samples))
+        self.figures.append(figure)
+        return figure
+
+
+def ratios(numerators: list[float], denominators: list[float]) -> list[float]:
+    """Per-run ratios of paired samples (same run, same machine state)."""
+    return [n / d for n, d in zip(numerators, denominators, strict=True)]
+
+
+def fmt(value: float, unit: str = "") -> str:
+    """Human figures: thousands separators for big numbers, 2-3 significant decimals for small."""
+    if unit == "%":
+        return f"{value:.0f} %"
+    if abs(value) >= 1000:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 100:
+        text = f"{value:.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return text
+
+
+def triple(figure: Figure) -> str:
+    """``median (min-max)`` in one cell: the median decides, the range shows the noise."""
+    if len(figure.samples) == 1:
+        return f"{fmt(figure.median)} (1 run)"
+    return f"{fmt(figure.median)} ({fmt(figure.min)}–{fmt(figure.max)})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Machine description (generic: no host names, no paths)
+# ------------------------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float:
+    import psutil
+
+    return psutil.virtual_memory().total / 2**30
+
+
+def _load_average() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "n/a"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def machine_description(postgres_version: str) -> dict[str, str]:
+    """What the numbers were measured on, without anything that identifies the host."""
+    import airflow
+
+    try:
+        git = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        git = ""
+    return {
+        "CPU": f"{_cpu_model()}, {os.cpu_count()} logical cores",
+        "RAM": f"{_memory_gib():.0f} GiB",
+        "OS": f"{platform.system()} {platform.release().split('-')[0]} ({platform.machine()})",
+        "Python": platform.python_version(),
+        "PostgreSQL": postgres_version,
+        "Airflow": airflow.__version__,
+        "commit": git or "n/a",
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Rendering
+# ------------------------------------------------------------------------------------------------
+
+
+def _summary_rows(sections: list[Section]) -> list[str]:
+    rows = [
+        "| # | target | goal | measured: median (min–max) | result |",
+        "|---|---|---|---|---|",
+    ]
+    for section in sections:
+        for target in section.targets:
+            verdict = "**pass**" if target.passed else "**MISS**"
+            rows.append(f"| {section.key} | {target.name} | {target.goal} | {triple(target.measured)} | {verdict} |")
+    return rows
+
+
+def render_markdown(
+    sections: list[Section],
+    machine: dict[str, str],
+    *,
+    started: datetime,
+    total_seconds: float,
+    command: str,
+    conditions: list[str],
+    analysis: dict[str, list[str]] | None = None,
+) -> str:
+    """The whole note: how it was run, the machine, the summary, then one part per measurement."""
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{command}` on {started.astimezone(UTC):%Y-%m-%d %H:%M} UTC in "
+        f"{total_seconds / 60:.1f} min. Do not edit by hand: rerun `make bench`.",
+        "",
+        "Every figure is *median (min–max)* over the runs shown. Ratios are computed per run from samples",
+        "taken in the same run and then summarised, so a slow moment of the machine affects both sides.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in machine.items()],
+        "",
+    ]
+    if conditions:
+        lines += ["Conditions:", "", *[f"- {c}" for c in conditions], ""]
+    lines += ["## Targets", "", *_summary_rows(sections), ""]
+    for section in sections:
+        lines += [f"## {section.key}. {section.title}", ""]
+        if section.method:
+            lines += [*section.method, ""]
+        if section.figures:
+            lines += [
+                "| figure | unit | runs | min | median | max |",
+                "|---|---|---|---|---|---|",
+            ]
+            for f in section.figures:
+                lines.append(
+                    f"| {f.label} | {f.unit} | {len(f.samples)} | {fmt(f.min)} | {fmt(f.median)} | {fmt(f.max)} |"
+                )
+            lines.append("")
+        for target in section.targets:
+            verdict = "pass" if target.passed else "MISS"
+            lines.append(f"- Target {target.goal}: measured {triple(target.measured)} → **{verdict}**.")
+        if section.targets:
+            lines.append("")
+        if section.notes:
+            lines += [*section.notes, ""]
+        if section.profile:
+            lines += [section.profile, ""]
+        if analysis and analysis.get(section.key):
+            lines += [*analysis[section.key], ""]
+        lines += [f"_Section time: {section.seconds:.0f} s._", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_console(sections: list[Section]) -> str:
+    """The table ``make bench`` prints: every figure, then the targets."""
+    out = []
+    for section in sections:
+        out.append(f"\n{section.key}. {section.title}  ({section.seconds:.0f} s)")
+        width = max((len(f.label) for f in section.figures), default=10)
+        for f in section.figures:
+            out.append(
+                f"  {f.label:<{width}}  {f.unit:<8} n={len(f.samples)}  "
+                f"min {fmt(f.min):>10}  median {fmt(f.median):>10}  max {fmt(f.max):>10}"
+            )
+        for t in section.targets:
+            out.append(f"  TARGET {t.goal}: {triple(t.measured)} -> {'pass' if t.passed else 'MISS'}")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# Raw results (so the note can be re-rendered without measuring again)
+# ------------------------------------------------------------------------------------------------
+
+
+def dump_results(path: Path, payload: dict[str, object], sections: list[Section]) -> None:
+    """Write every sample, note and profile of a run as JSON (``--render-from`` reads it back)."""
+    import dataclasses
+    import json
+
+    data = {**payload, "sections": [dataclasses.asdict(s) for s in sections]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str))
+
+
+def load_results(path: Path) -> tuple[dict[str, object], list[Section]]:
+    import json
+
+    data = json.loads(path.read_text())
+    sections = []
+    for raw in data.pop("sections"):
+        figures = [Figure(f["label"], f["unit"], tuple(f["samples"])) for f in raw["figures"]]
+        targets = [
+            Target(
+                t["name"],
+                t["goal"],
+                Figure(t["measured"]["label"], t["measured"]["unit"], tuple(t["measured"]["samples"])),
+                t["passed"],
+            )
+            for t in raw["targets"]
+        ]
+        sections.append(
+            Section(
+                raw["key"], raw["title"], raw["method"], figures, targets, raw["notes"], raw["profile"], raw["seconds"]
+            )
+        )
+    return data, sections

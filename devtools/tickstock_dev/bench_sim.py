@@ -1,0 +1,118 @@
+"""The simulator as the bench runs it: a day-bar cache big enough for the universe, and warmed.
+
+The simulator builds every series from minute data on first use (~40 ms of CPU per symbol-year,
+README "Performance") and caches day bars for about 1,000 symbol-years. A 1,000-symbol x 1-year
+load touches ~13,000 months, just over that cache, so a sequential pass would miss on every symbol
+and the simulator, sharing the benchmark's two cores, would generate minute data at 20-30 req/s
+while the loader is being timed. The real API serves precomputed aggregates at a constant cost; to
+measure the loader and not the simulator's generator, the bench
+
+- starts ``massive_sim`` with its cache sized for the largest universe it will request
+  (``python -m tickstock_dev.bench_sim`` = ``python -m massive_sim`` with that one attribute set),
+- and warms the series of the symbols a measurement uses before its timed runs.
+
+Both are stated in docs/benchmarks.md; measurement 5 reports cached and cold throughput.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from massive_sim.testing import SimHandle
+
+CACHE_MONTHS_ENV = "TICKSTOCK_BENCH_SIM_CACHE_MONTHS"
+MONTHS_PER_SYMBOL_YEAR = 14  # a 1-year window spans 13 calendar months; one spare
+
+
+@contextlib.contextmanager
+def bench_simulator(*, cache_symbols: int, **cli_options: Any) -> Iterator[SimHandle]:
+    """Start the simulator with a day-bar cache for ``cache_symbols`` symbol-years; stop it on exit."""
+    from massive_sim import DEFAULT_API_KEY
+    from massive_sim.testing import SimHandle, _stop, _wait_ready
+
+    options = {"port": 0, **cli_options}
+    argv = [sys.executable, "-m", "tickstock_dev.bench_sim"]
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        argv += ["--" + name.replace("_", "-")] + ([] if value is True else [str(value)])
+    argv += ["--api-key", DEFAULT_API_KEY]
+    env = {
+        **os.environ,
+        CACHE_MONTHS_ENV: str(max(12_000, cache_symbols * MONTHS_PER_SYMBOL_YEAR)),
+        "PYTHONUNBUFFERED": "1",
+    }
+    devtools = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (devtools, env.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        try:
+            url = _wait_ready(proc, stderr)
+            yield SimHandle(url, DEFAULT_API_KEY, proc)
+        finally:
+            _stop(proc)
+
+
+def warm(sim: SimHandle, symbols: list[str], *, as_of: str = "2025-12-02", threads: int = 4) -> None:
+    """Request each symbol's year of day bars once (untimed) so timed runs hit the simulator's cache.
+
+    Day bars are the cached unit; week and month bars are built from them, hours from two
+    sessions of minutes (cheap). The request counters are reset afterwards.
+    """
+    import requests
+
+    start = _year_before(as_of)
+
+    def one(symbol: str, session: requests.Session) -> None:
+        path = f"/v2/aggs/ticker/{symbol}/range/1/day/{start}/{as_of}"
+        session.get(sim.url + path, headers={"Authorization": f"Bearer {sim.api_key}"}, timeout=60).raise_for_status()
+
+    sessions_by_thread: dict[int, requests.Session] = {}
+
+    def work(symbol: str) -> None:
+        import threading
+
+        s = sessions_by_thread.setdefault(threading.get_ident(), requests.Session())
+        one(symbol, s)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(work, symbols))
+    for s in sessions_by_thread.values():
+        s.close()
+    sim.reset()
+
+
+def _year_before(as_of: str) -> str:
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(as_of) - timedelta(days=365)).isoformat()
+
+
+def main() -> int:
+    """``python -m massive_sim`` with the day-bar cache size taken from the environment."""
+    from massive_sim import prices
+    from massive_sim.cli import main as sim_main
+
+    months = int(os.environ.get(CACHE_MONTHS_ENV, "12000"))
+    original = prices.PriceModel.__init__
+
+    def init(self: prices.PriceModel, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.day_block_cache_size = months
+
+    prices.PriceModel.__init__ = init  # type: ignore[method-assign]
+    return sim_main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""Measurement 1: the project's bulk-upsert path against a raw COPY into an identical empty table.
+
+The upsert path is exactly what a load runs per batch: ``stage_bars`` (COPY into the UNLOGGED
+staging table) then ``merge_staged`` (one ``INSERT … ON CONFLICT … WHERE IS DISTINCT FROM``
+transaction), one staging key per batch of symbols as ``universe_load`` maps them. The physical
+limit it is compared with is one COPY of the same rows, from the same Python objects through the
+same driver, into a table created ``LIKE ohlcv_daily INCLUDING ALL`` (same columns, primary key and
+defaults) and empty: nothing can put rows into that table faster from Python.
+
+Rows are built before the clock starts; prices are drawn from a pool of shared ``Decimal`` objects
+so a million bars fit in ~150 MB while still going through NUMERIC encoding per value.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from tickstock.bars import Bar
+from tickstock.staging import load_key, merge_staged, stage_bars
+from tickstock.timeframes import Timeframe
+from tickstock_dev.bench_report import Section, Target, ratios
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+SESSIONS_PER_YEAR = 252
+COPY_TABLE = "bench_copy_target"
+COPY_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume", "vwap", "transactions")
+
+
+def synthetic_daily_bars(rows: int, symbols_per_batch: int) -> list[list[Bar]]:
+    """At least ``rows`` day bars (whole years of 252 weekdays per symbol), grouped in batches."""
+    n_symbols = -(-rows // SESSIONS_PER_YEAR)
+    days: list[date] = []
+    day = date(2024, 12, 2)
+    while len(days) < SESSIONS_PER_YEAR:
+        if day.weekday() < 5:
+            days.append(day)
+        day += timedelta(days=1)
+    starts = [datetime(d.year, d.month, d.day, 5, tzinfo=UTC) for d in days]
+    prices = [Decimal(f"{50 + (i * 7919) % 50000 / 100:.2f}") for i in range(1024)]
+    volumes = [Decimal(1_000_000 + i * 977) for i in range(1024)]
+    batches: list[list[Bar]] = []
+    batch: list[Bar] = []
+    for s in range(n_symbols):
+        symbol = f"B{s:05d}"
+        for d, (period, start) in enumerate(zip(days, starts, strict=True)):
+            i = (s * 31 + d) % 1021
+            low, high = prices[i], prices[i + 3]
+            batch.append(
+                Bar(
+                    symbol, Timeframe.DAY, start, period,
+                    open=prices[i + 1], high=high, low=low, close=prices[i + 2],
+                    volume=volumes[i], vwap=prices[i + 1], transactions=1000 + i,
+                )
+            )  # fmt: skip
+        if (s + 1) % symbols_per_batch == 0:
+            batches.append(batch)
+            batch = []
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def _raw_copy(conn: psycopg.Connection, batches: list[list[Bar]]) -> None:
+    columns = ", ".join(COPY_COLUMNS)
+    with conn.transaction(), conn.cursor() as cur, cur.copy(f"COPY {COPY_TABLE} ({columns}) FROM STDIN") as copy:
+        for batch in batches:
+            for b in batch:
+                copy.write_row((b.symbol, b.period, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.transactions))
+
+
+def _upsert(conn: psycopg.Connection, batches: list[list[Bar]], tag: str) -> tuple[int, int, float, float]:
+    """Stage and merge every batch; return inserted, updated and the seconds spent in each step."""
+    inserted = updated = 0
+    t_stage = t_merge = 0.0
+    for i, batch in enumerate(batches):
+        key = load_key(f"bench-{tag}", Timeframe.DAY, i)
+        t0 = time.perf_counter()
+        stage_bars(conn, key, batch)
+        t1 = time.perf_counter()
+        result = merge_staged(conn, key, Timeframe.DAY)
+        t_merge += time.perf_counter() - t1
+        t_stage += t1 - t0
+        inserted += result.inserted.total()
+        updated += result.updated.total()
+    return inserted, updated, t_stage, t_merge
+
+
+def _timed(conn: psycopg.Connection, work: Callable[[], object]) -> tuple[float, object]:
+    """Run ``work`` after a CHECKPOINT, so dirty pages of the previous phase are not billed to it."""
+    conn.execute("CHECKPOINT")
+    t0 = time.perf_counter()
+    out = work()
+    return time.perf_counter() - t0, out
+
+
+def _explain_merge(conn: psycopg.Connection, batch: list[Bar]) -> list[str]:
+    """EXPLAIN ANALYZE of one fresh batch's merge (rolled back): where the server spends the merge."""
+    from psycopg import sql
+
+    from tickstock.sqlfiles import read_sql
+
+    key = load_key("bench-explain", Timeframe.DAY, 0)
+    statement = sql.SQL(read_sql("dml/merge_staging.sql")).format(
+        table=sql.Identifier("ohlcv_daily"), time_column=sql.Identifier("date"), staged_key=sql.Identifier("period")
+    )
+    conn.execute("TRUNCATE ohlcv_daily, ohlcv_staging")
+    stage_bars(conn, key, batch)
+    rows: list[str] = []
+    try:
+        with conn.transaction():
+            plan = conn.execute(
+                sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ") + statement, {"load_key": key}
+            ).fetchall()
+            rows = [r[0] for r in plan]
+            raise _Rollback
+    except _Rollback:
+        pass
+    conn.execute("TRUNCATE ohlcv_staging")
+    return rows
+
+
+class _Rollback(Exception):
+    """Raised to leave an EXPLAIN ANALYZE transaction without keeping its writes."""
+
+
+def run(
+    postgres_url: str, *, rows: int, runs: int, symbols_per_batch: int = 50, profile: bool = True, log=print
+) -> Section:
+    """Measure raw COPY, fresh upsert and full re-upsert, interleaved, ``runs`` times."""
+    import os
+
+    from tickstock.schema import apply_schema
+    from tickstock_dev import bench_profile
+
+    t_section = time.perf_counter()
+    batches = synthetic_daily_bars(rows, symbols_per_batch)
+    n_rows = sum(len(b) for b in batches)
+    copy_rates, fresh_rates, again_rates = [], [], []
+    fresh_stage, fresh_merge, again_stage, again_merge = [], [], [], []
+    profiles: list[bench_profile.Profile] = []
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        apply_schema(conn)
+        conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
+        conn.execute(f"CREATE TABLE {COPY_TABLE} (LIKE ohlcv_daily INCLUDING ALL)")
+        for r in range(runs):
+            conn.execute(f"TRUNCATE {COPY_TABLE}, ohlcv_daily, ohlcv_staging")
+            t_copy, _ = _timed(conn, lambda: _raw_copy(conn, batches))
+            if profile and r == runs - 1:
+                with bench_profile.record(os.getpid(), rate=100) as profiles:
+                    t_fresh, out = _timed(conn, lambda: _upsert(conn, batches, f"fresh{r}"))  # noqa: B023
+            else:
+                t_fresh, out = _timed(conn, lambda: _upsert(conn, batches, f"fresh{r}"))  # noqa: B023
+            ins, upd, st, mg = out  # type: ignore[misc]
+            if ins != n_rows or upd:
+                raise RuntimeError(f"fresh upsert inserted {ins}, updated {upd}; expected {n_rows} inserts")
+            fresh_stage.append(st)
+            fresh_merge.append(mg)
+            t_again, out = _timed(conn, lambda: _upsert(conn, batches, f"again{r}"))  # noqa: B023
+            ins, upd, st, mg = out  # type: ignore[misc]
+            if ins or upd:
+                raise RuntimeError(f"re-upsert of identical rows wrote {ins} inserts, {upd} updates")
+            again_stage.append(st)
+            again_merge.append(mg)
+            copy_rates.append(n_rows / t_copy)
+            fresh_rates.append(n_rows / t_fresh)
+            again_rates.append(n_rows / t_again)
+            log(
+                f"  run {r + 1}/{runs}: COPY {n_rows / t_copy:,.0f} rows/s, upsert fresh {n_rows / t_fresh:,.0f}, "
+                f"re-upsert {n_rows / t_again:,.0f}"
+            )
+        plan = _explain_merge(conn, batches[0])
+        conn.execute(f"DROP TABLE {COPY_TABLE}")
+        conn.execute("TRUNCATE ohlcv_daily, ohlcv_staging")
+
+    section = Section("1", "Bulk upsert vs raw COPY")
+    section.method = [
+        f"{n_rows:,} day bars ({n_rows // SESSIONS_PER_YEAR:,} symbols × {SESSIONS_PER_YEAR} sessions), "
+        "built in memory before timing, written from the same Python objects through the same driver "
+        "(psycopg 3). Each run, in this order, each phase after a `CHECKPOINT`:",
+        "",
+        f"- **raw COPY**: all rows in one `COPY … FROM STDIN` into `{COPY_TABLE}` "
+        "(`LIKE ohlcv_daily INCLUDING ALL`: same columns, primary key and defaults; empty). The physical limit.",
+        "- **upsert, fresh rows**: the project's path, `stage_bars` (COPY into UNLOGGED `ohlcv_staging`) then "
+        f"`merge_staged` (one `INSERT … ON CONFLICT` transaction), one staging key per batch of "
+        f"{symbols_per_batch} symbols ({len(batches)} batches) as `universe_load` maps them, into the emptied "
+        "`ohlcv_daily`.",
+        "- **re-upsert**: the same again onto the full table: every row offered, none written "
+        "(`WHERE … IS DISTINCT FROM`), as a rerun or nightly refresh does.",
+    ]
+    section.add("raw COPY", "rows/s", copy_rates)
+    section.add("upsert, fresh rows", "rows/s", fresh_rates)
+    section.add("re-upsert, same rows", "rows/s", again_rates)
+    section.add("fresh: seconds in stage_bars (COPY to staging)", "s", fresh_stage)
+    section.add("fresh: seconds in merge_staged", "s", fresh_merge)
+    section.add("re-upsert: seconds in stage_bars", "s", again_stage)
+    section.add("re-upsert: seconds in merge_staged", "s", again_merge)
+    fresh_ratio = section.add("ratio fresh upsert / COPY", "×", ratios(fresh_rates, copy_rates))
+    again_ratio = section.add("ratio re-upsert / COPY", "×", ratios(again_rates, copy_rates))
+    section.targets.append(Target("upsert (fresh) vs COPY", ">= 0.5 of COPY", fresh_ratio, fresh_ratio.median >= 0.5))
+    section.targets.append(Target("re-upsert vs COPY", ">= 0.5 of COPY", again_ratio, again_ratio.median >= 0.5))
+    if plan:
+        section.notes += [
+            f"Server side of one fresh merge ({len(batches[0]):,} rows), `EXPLAIN (ANALYZE, BUFFERS)`, rolled back:",
+            "",
+            "```",
+            *plan,
+            "```",
+        ]
+    if profiles:
+        section.profile = profiles[0].markdown("the bench process during the last fresh upsert")
+    section.seconds = time.perf_counter() - t_section
+    return section

@@ -1,0 +1,72 @@
+"""Smoke test of the ``make bench`` harness at tiny sizes: it runs, and writes a complete note.
+
+No timing assertions: numbers on a shared test machine mean nothing. The Airflow-driven
+measurements (2-4) are left to ``make bench`` itself; each ``dags test`` costs tens of seconds and
+the integration tests already run ``universe_load`` the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from tickstock_dev import bench, bench_baseline, bench_report
+
+pytestmark = pytest.mark.integration
+
+
+def test_quick_bench_writes_the_note(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    assert bench.main(["--quick", "--only", "upsert,sim", "--no-profile", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "## Machine" in text
+    assert "## 1. Bulk upsert vs raw COPY" in text
+    assert "## 5. Simulator throughput" in text
+    assert "| upsert (fresh) vs COPY | >= 0.5 of COPY |" in text
+    assert "/work/" not in text  # no machine paths in a committed note
+
+
+def test_design_document_loader_loads_every_timeframe(service_urls, schema, massive_sim, redis_client):
+    import psycopg
+
+    from tickstock_dev.bench_airflow import reset_load_tables, sim_symbols
+
+    reset_load_tables(service_urls.postgres_url)
+    massive_sim.reset()
+    loader = bench_baseline.DesignDocLoader(
+        massive_sim.url, massive_sim.api_key, service_urls.postgres_url, redis_client, datetime(2025, 12, 2, 16)
+    )
+    symbols = sim_symbols(2)
+    try:
+        result = loader.handle_csv_universe_load({"job_id": "smoke", "symbols": symbols})
+        assert result["symbols_loaded"] == 2, result["errors"]
+        # Per symbol: ticker details + 4 sequential Custom Bars calls, as the design document does.
+        assert massive_sim.stats()["by_endpoint"]["aggs"] == 8
+        assert massive_sim.stats()["by_endpoint"]["ticker_details"] == 2
+        with psycopg.connect(service_urls.postgres_url) as conn:
+            for table in ("ohlcv_hourly", "ohlcv_daily", "ohlcv_weekly", "ohlcv_monthly"):
+                assert conn.execute(f"SELECT count(DISTINCT symbol) FROM {table}").fetchone()[0] == 2
+    finally:
+        reset_load_tables(service_urls.postgres_url)  # later tests expect empty tables
+
+
+def test_figures_and_ratios_summarise_runs():
+    fig = bench_report.Figure("x", "s", (3.0, 1.0, 2.0))
+    assert (fig.min, fig.median, fig.max) == (1.0, 2.0, 3.0)
+    assert bench_report.ratios([4.0, 9.0], [2.0, 3.0]) == [2.0, 3.0]
+    assert bench_report.triple(fig) == "2.00 (1.00–3.00)"
+
+
+def test_profile_summary_folds_collapsed_stacks():
+    from tickstock_dev.bench_profile import parse_raw
+
+    raw = (
+        "main (/x/tickstock/a.py:1);stage (/x/tickstock/staging.py:5);copy (/x/psycopg/copy.py:9) 30\n"
+        "main (/x/tickstock/a.py:1);merge (/x/tickstock/staging.py:9) 10\n"
+    )
+    profile = parse_raw(raw, rate=100)
+    assert profile.total == 40
+    assert profile.top_self(1) == [("psycopg/copy.copy", 30)]
+    assert ("tickstock/staging.stage", 30) in profile.top_inclusive()
+    assert "/x/" not in profile.markdown("t")

@@ -20,7 +20,8 @@ import json
 import os
 import subprocess
 import sys
-from urllib.parse import parse_qs, unquote, urlsplit
+
+from tickstock.connections import postgres_connection, redis_connection
 
 MASSIVE_CONN_ID = "massive_default"
 DB_CONN_ID = "tickstock_db"
@@ -35,44 +36,6 @@ DEFAULT_POOL_SLOTS = 8
 
 class InitError(RuntimeError):
     """A required setting is missing or the database is not what the stack promises."""
-
-
-def postgres_connection(url: str) -> dict[str, object]:
-    """Return Airflow's JSON connection for a ``postgresql://user:pw@host:port/db`` URL."""
-    parts = urlsplit(url)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    conn: dict[str, object] = {
-        "conn_type": "postgres",
-        "host": unquote(query.pop("host", None) or parts.hostname or "localhost"),
-        "login": unquote(parts.username or "postgres"),
-        "schema": unquote(parts.path.lstrip("/")) or "tickstock",
-    }
-    if parts.password:
-        conn["password"] = unquote(parts.password)
-    if parts.port:
-        conn["port"] = parts.port
-    if query:
-        conn["extra_dejson"] = query
-    return conn
-
-
-def redis_connection(url: str) -> dict[str, object]:
-    """Return Airflow's JSON connection for a ``redis://[:pw@]host:port/db`` URL."""
-    parts = urlsplit(url)
-    extra: dict[str, object] = {"db": int(parts.path.lstrip("/") or 0)}
-    if parts.scheme == "rediss":
-        extra["ssl"] = True
-    conn: dict[str, object] = {
-        "conn_type": "redis",
-        "host": parts.hostname or "localhost",
-        "port": parts.port or 6379,
-        "extra_dejson": extra,
-    }
-    if parts.username:
-        conn["login"] = unquote(parts.username)
-    if parts.password:
-        conn["password"] = unquote(parts.password)
-    return conn
 
 
 def connections_from_env(env: dict[str, str]) -> dict[str, dict[str, object]]:
@@ -111,7 +74,7 @@ def configure_airflow(connections: dict[str, dict[str, object]], pool_slots: int
     with create_session() as session:
         for conn_id, spec in connections.items():
             fields = dict(spec)
-            extra = fields.pop("extra_dejson", None)
+            extra = fields.pop("extra", None)
             existing = session.scalar(select(Connection).where(Connection.conn_id == conn_id))
             if existing is not None:
                 session.delete(existing)

@@ -29,7 +29,9 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
+
+from tickstock.connections import DEFAULT_DATABASE, postgres_connection, redis_connection
 
 log = logging.getLogger(__name__)
 # pgserver logs every process exit at INFO through atexit, after pytest's summary line.
@@ -40,7 +42,6 @@ DEFAULT_STATE_DIR = REPO_ROOT / ".state"
 POSTGRES_URL_ENV = "TICKSTOCK_POSTGRES_URL"
 REDIS_URL_ENV = "TICKSTOCK_REDIS_URL"
 STATE_DIR_ENV = "TICKSTOCK_STATE_DIR"
-DEFAULT_DATABASE = "tickstock"
 
 DB_CONN_ID = "tickstock_db"
 REDIS_CONN_ID = "tickstock_redis"
@@ -262,49 +263,6 @@ def with_database(postgres_url: str, database: str) -> str:
     """Return ``postgres_url`` pointing at another database on the same server."""
     parts = urlsplit(postgres_url)
     return parts._replace(path="/" + database).geturl()
-
-
-def postgres_connection(postgres_url: str) -> dict[str, object]:
-    """Translate a libpq URL into Airflow's JSON connection form for ``tickstock_db``.
-
-    The JSON form (not a URI) is used because the embedded server listens on a unix socket, whose
-    directory goes into ``host`` and would otherwise need double URL-encoding.
-    """
-    parts = urlsplit(postgres_url)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    host = query.pop("host", None) or parts.hostname or "localhost"
-    conn: dict[str, object] = {
-        "conn_type": "postgres",
-        "host": unquote(host),
-        "login": unquote(parts.username or "postgres"),
-        "schema": unquote(parts.path.lstrip("/")) or DEFAULT_DATABASE,
-    }
-    if parts.password:
-        conn["password"] = unquote(parts.password)
-    if parts.port:
-        conn["port"] = parts.port
-    if query:
-        conn["extra"] = query
-    return conn
-
-
-def redis_connection(redis_url: str) -> dict[str, object]:
-    """Translate a ``redis://`` URL into Airflow's JSON connection form for ``tickstock_redis``."""
-    parts = urlsplit(redis_url)
-    db = parts.path.lstrip("/") or "0"
-    conn: dict[str, object] = {
-        "conn_type": "redis",
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 6379,
-        "extra": {"db": int(db)},
-    }
-    if parts.password:
-        conn["password"] = unquote(parts.password)
-    if parts.username:
-        conn["login"] = unquote(parts.username)
-    if parts.scheme == "rediss":
-        conn["extra"] = {"db": int(db), "ssl": True}
-    return conn
 
 
 def airflow_connection_env(urls: ServiceUrls) -> dict[str, str]:

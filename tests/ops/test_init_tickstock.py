@@ -127,22 +127,25 @@ def test_init_refuses_a_missing_key() -> None:
 
 
 def test_connection_urls_translate_like_the_dev_services() -> None:
-    """Compose and `make airflow` describe the same servers with the same connection fields."""
-    from tickstock_dev.services import postgres_connection, redis_connection
+    """Compose and `make airflow` describe the same servers through one translation."""
+    from tickstock import connections
+    from tickstock_dev import services
 
     init = load_init_module()
-    pg = "postgresql://tick%40user:s%3Acret@timescaledb:5432/tickstock"
-    ours = init.postgres_connection(pg)
-    theirs = postgres_connection(pg)
-    assert {k: ours[k] for k in ("host", "login", "password", "schema", "port")} == {
-        k: theirs[k] for k in ("host", "login", "password", "schema", "port")
-    }
-    assert ours["login"] == "tick@user"
-    redis_url = "redis://:pw@tickstock-redis:6380/2"
-    ours_r, theirs_r = init.redis_connection(redis_url), redis_connection(redis_url)
-    assert (ours_r["host"], ours_r["port"], ours_r["password"], ours_r["extra_dejson"]) == (
-        theirs_r["host"],
-        theirs_r["port"],
-        theirs_r["password"],
-        theirs_r["extra"],
+    assert init.postgres_connection is connections.postgres_connection is services.postgres_connection
+    assert init.redis_connection is connections.redis_connection is services.redis_connection
+    pg = init.postgres_connection("postgresql://tick%40user:s%3Acret@timescaledb:5432/tickstock")
+    assert (pg["host"], pg["login"], pg["password"], pg["schema"], pg["port"]) == (
+        "timescaledb",
+        "tick@user",
+        "s:cret",
+        "tickstock",
+        5432,
     )
+    assert init.redis_connection("rediss://:pw@tickstock-redis:6380/2") == {
+        "conn_type": "redis",
+        "host": "tickstock-redis",
+        "port": 6380,
+        "password": "pw",
+        "extra": {"db": 2, "ssl": True},
+    }

@@ -20,17 +20,15 @@ from pendulum import datetime, duration
 
 from tickstock.load_request import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_HOURLY_DAYS
 from tickstock_airflow.hooks.massive import MASSIVE_POOL
-from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
 from tickstock_airflow.refresh_tasks import (
     DEFAULT_CHECK_DAYS,
     fetch_grouped_daily,
     plan_refresh,
 )
 from tickstock_airflow.tasks import (
-    FETCH_MAP_INDEX_TEMPLATE,
-    RATE_LIMIT_TEMPLATE,
     check_bar_counts,
     finish_job,
+    map_fetch_bars,
     plan_of,
     upsert_bars,
 )
@@ -73,12 +71,7 @@ PARAMS = {
 def nightly_refresh() -> None:
     batches = plan_refresh()
     plan = plan_of(batches)
-    fetched = MassiveBarsToStagingOperator.partial(
-        task_id="fetch_bars",
-        pool=MASSIVE_POOL,
-        rate_limit=RATE_LIMIT_TEMPLATE,
-        map_index_template=FETCH_MAP_INDEX_TEMPLATE,
-    ).expand_kwargs(batches)
+    fetched = map_fetch_bars(batches)
     grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL)(plan)
     upserted = upsert_bars.partial(plan=plan).expand(fetch_result=fetched.output.concat(grouped))
     checked = check_bar_counts(plan, upserted)

@@ -34,13 +34,10 @@ from tickstock.load_request import (
     SYMBOL_PATTERN,
 )
 from tickstock.timeframes import ALL_TIMEFRAMES
-from tickstock_airflow.hooks.massive import MASSIVE_POOL
-from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
 from tickstock_airflow.tasks import (
-    FETCH_MAP_INDEX_TEMPLATE,
-    RATE_LIMIT_TEMPLATE,
     check_bar_counts,
     finish_job,
+    map_fetch_bars,
     plan_load,
     plan_of,
     register_symbols,
@@ -146,12 +143,7 @@ def universe_load() -> None:
     batches = plan_load()
     plan = plan_of(batches)
     registration = register_symbols(plan)
-    fetched = MassiveBarsToStagingOperator.partial(
-        task_id="fetch_bars",
-        pool=MASSIVE_POOL,
-        rate_limit=RATE_LIMIT_TEMPLATE,
-        map_index_template=FETCH_MAP_INDEX_TEMPLATE,
-    ).expand_kwargs(batches)
+    fetched = map_fetch_bars(batches)
     upserted = upsert_bars.partial(plan=plan).expand(fetch_result=fetched.output)
     checked = check_bar_counts(plan, upserted, registration)
     finished = finish_job(plan, upserted, registration)

@@ -1,16 +1,17 @@
 """``make bench``: measured throughput and scale, next to the design document's loader and the limits.
 
-    python -m tickstock_dev.bench [--quick] [--only upsert,baseline,rate,memory,sim]
+    python -m tickstock_dev.bench [--quick] [--only upsert,baseline,rate,memory,sim,refresh]
                                   [--runs N] [--output docs/benchmarks.md] [--no-profile]
 
-Five measurements (see docs/benchmarks.md for what each does and why):
+Six measurements (see docs/benchmarks.md for what each does and why):
 
 - ``upsert``: the bulk-upsert path vs a raw COPY (>= 1M rows);
 - ``baseline``: end to end, ``universe_load`` vs the design document's loader (100 and 500 symbols,
   0 and 20 ms API latency);
 - ``rate``: a 1,000-symbol load under a 100 req/s limit vs requests ÷ 100;
 - ``memory``: peak RSS of a 5,000-symbol load;
-- ``sim``: the simulator's own throughput, next to the rates the loads reached.
+- ``sim``: the simulator's own throughput, next to the rates the loads reached;
+- ``refresh``: ``nightly_refresh`` of the 5,000-symbol universe for one new session (and a rerun).
 
 Everything runs against the embedded PostgreSQL/Redis (a dedicated database ``tickstock_bench``,
 recreated, and Redis database 3) and one simulator process the bench starts, so a run never
@@ -37,7 +38,7 @@ from tickstock_dev.bench_report import Section, dump_results, load_results
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-MEASUREMENTS = ("upsert", "baseline", "rate", "memory", "sim")
+MEASUREMENTS = ("upsert", "baseline", "rate", "memory", "sim", "refresh")
 OPTIONAL = ("mode",)  # dags test vs scheduler + LocalExecutor: minutes more, run with --only mode
 BENCH_DATABASE = "tickstock_bench"
 BENCH_REDIS_DB = 3
@@ -61,6 +62,7 @@ class Sizes:
     memory_runs: int
     sim_runs: int
     sim_seconds: float
+    refresh_symbols: int
 
     def e2e_runs(self, n: int) -> int:
         """Fewer runs of the biggest end-to-end size: the baseline alone needs minutes per run."""
@@ -80,6 +82,7 @@ FULL = Sizes(
     memory_runs=1,
     sim_runs=3,
     sim_seconds=3.0,
+    refresh_symbols=5000,
 )
 QUICK = Sizes(
     upsert_rows=2_520,
@@ -94,6 +97,7 @@ QUICK = Sizes(
     memory_runs=1,
     sim_runs=2,
     sim_seconds=0.5,
+    refresh_symbols=5,
 )
 
 
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import redis
 
-    from tickstock_dev import bench_load, bench_upsert
+    from tickstock_dev import bench_load, bench_refresh, bench_upsert
     from tickstock_dev.bench_airflow import AirflowLoader
     from tickstock_dev.bench_report import machine_description, render_console
     from tickstock_dev.bench_sim import bench_simulator
@@ -212,13 +216,20 @@ def main(argv: list[str] | None = None) -> int:
                     bench.postgres_url, rows=sizes.upsert_rows, runs=sizes.upsert_runs, profile=profile, log=log
                 ),
             )
-        needs_sim = [m for m in args.only if m in ("baseline", "rate", "memory", "sim", "mode")]
+        needs_sim = [m for m in args.only if m in ("baseline", "rate", "memory", "sim", "mode", "refresh")]
         if needs_sim:
             observed: list[bench_load.Observed] = []
-            biggest = max([sizes.memory_symbols if "memory" in args.only else 0, sizes.rate_symbols, *sizes.e2e_sizes])
+            biggest = max(
+                [
+                    sizes.memory_symbols if "memory" in args.only else 0,
+                    sizes.refresh_symbols if "refresh" in args.only else 0,
+                    sizes.rate_symbols,
+                    *sizes.e2e_sizes,
+                ]
+            )
             with bench_simulator(cache_symbols=biggest, now=SIM_NOW) as sim:
                 loader = AirflowLoader(base / "airflow-bench", bench, sim, dags_folder=args.dags_folder)
-                if any(m in args.only for m in ("baseline", "rate", "memory", "mode")):
+                if any(m in args.only for m in ("baseline", "rate", "memory", "mode", "refresh")):
                     log("preparing Airflow (metadata DB, pool massive_api)")
                     loader.prepare()
                 if "baseline" in args.only:
@@ -267,6 +278,14 @@ def main(argv: list[str] | None = None) -> int:
                             sim, runs=sizes.sim_runs, seconds=sizes.sim_seconds, observed=observed, log=log
                         ),
                     )
+                if "refresh" in args.only:
+                    log(f"6. nightly refresh, {sizes.refresh_symbols} symbols, one new session and a rerun")
+                    measure("6", "Nightly refresh", lambda: (
+                        bench_refresh.run_refresh(
+                            sim, loader, bench.postgres_url, redis_client,
+                            symbols=sizes.refresh_symbols, observed=observed, profile=profile, log=log,
+                        )
+                    ))  # fmt: skip
     finally:
         redis_client.flushdb()
         redis_client.close()

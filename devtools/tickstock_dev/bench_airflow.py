@@ -127,7 +127,7 @@ class _RssPoller:
 
 
 class AirflowLoader:
-    """Runs ``universe_load`` with ``airflow dags test`` against one simulator and database."""
+    """Runs a DAG (``universe_load`` unless told) with ``airflow dags test`` against one simulator and database."""
 
     def __init__(
         self,
@@ -168,11 +168,13 @@ class AirflowLoader:
     def set_rate_limit(self, rate_limit: str) -> None:
         self.env["AIRFLOW_VAR_MASSIVE_RATE_LIMIT"] = rate_limit
 
-    def run(self, conf: dict[str, Any], *, profile: bool = False, timeout: float = 1800) -> LoadRun:
-        """Run one load; raise when the process fails or the DagRun is not ``success``."""
+    def run(
+        self, conf: dict[str, Any], *, dag_id: str = "universe_load", profile: bool = False, timeout: float = 1800
+    ) -> LoadRun:
+        """Run one DagRun; raise when the process fails or the DagRun is not ``success``."""
         from tickstock_dev import bench_profile
 
-        argv = [self.airflow, "dags", "test", "universe_load", "-c", json.dumps(conf)]
+        argv = [self.airflow, "dags", "test", dag_id, "-c", json.dumps(conf)]
         if self.use_executor:
             argv.append("--use-executor")
         log_path = self.home / "bench-last-run.log"
@@ -193,33 +195,33 @@ class AirflowLoader:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
         if code != 0:
             raise RuntimeError(f"airflow dags test exited {code}; last lines:\n{tail}")
-        run = self._last_run(started_at)
+        run = self._last_run(started_at, dag_id)
         run.wall_s = wall
         run.peak_rss_tree = poller.peak_tree
         run.peak_rss_process = poller.peak_process
         run.profile = profiles[0] if profiles else None
         run.log_tail = tail
         if run.state != "success":
-            raise RuntimeError(f"universe_load ended {run.state}; last lines:\n{tail}")
+            raise RuntimeError(f"{dag_id} ended {run.state}; last lines:\n{tail}")
         return run
 
-    def _last_run(self, not_before: float) -> LoadRun:
-        """Read the newest universe_load DagRun and its task instances from the metadata DB."""
+    def _last_run(self, not_before: float, dag_id: str) -> LoadRun:
+        """Read the DAG's newest DagRun and its task instances from the metadata DB."""
         db = self.home / "airflow.db"
         with sqlite3.connect(db) as conn:
             row = conn.execute(
-                "SELECT id, run_id, state, start_date, end_date FROM dag_run "
-                "WHERE dag_id = 'universe_load' ORDER BY id DESC LIMIT 1"
+                "SELECT id, run_id, state, start_date, end_date FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1",
+                (dag_id,),
             ).fetchone()
             if row is None:
-                raise RuntimeError("no universe_load DagRun in the metadata DB")
+                raise RuntimeError(f"no {dag_id} DagRun in the metadata DB")
             _, run_id, state, start, end = row
             start_dt, end_dt = _parse_ts(start), _parse_ts(end)
             if start_dt is None or start_dt.timestamp() < not_before - 5:
                 raise RuntimeError(f"newest DagRun {run_id} started before this load")
             tis = conn.execute(
-                "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id = 'universe_load' AND run_id = ?",
-                (run_id,),
+                "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id = ? AND run_id = ?",
+                (dag_id, run_id),
             ).fetchall()
         seconds: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)

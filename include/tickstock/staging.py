@@ -109,11 +109,13 @@ def merge_staged(conn: psycopg.Connection, key: str, timeframe: Timeframe | str)
     )
     result = MergeResult(table.table)
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(read_sql("dml/count_staged.sql"), {"load_key": key})
-        result.staged.update(dict(cur.fetchall()))
         cur.execute(statement, {"load_key": key})
-        for symbol, inserted in cur.fetchall():
-            (result.inserted if inserted else result.updated)[symbol] += 1
+        for symbol, offered, inserted, updated in cur.fetchall():
+            result.staged[symbol] = offered
+            if inserted:
+                result.inserted[symbol] = inserted
+            if updated:
+                result.updated[symbol] = updated
     log.info(
         "Merged %s: %d staged, %d inserted, %d updated, %d unchanged",
         table.table,

@@ -21,6 +21,8 @@ from tickstock.load_request import InvalidRequest, parse_load_request
 from tickstock.timeframes import OHLCV_TABLES, Timeframe
 
 if TYPE_CHECKING:
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
     from tickstock.windows import LoadWindow
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,23 @@ RATE_LIMIT_TEMPLATE = f"{{{{ var.value.get('{RATE_LIMIT_VARIABLE}', '{DEFAULT_RA
 OHLCV_ASSETS: dict[Timeframe, Asset] = {
     tf: Asset(name=f"tickstock.{t.table}", uri=f"tickstock://tickstock_db/{t.table}") for tf, t in OHLCV_TABLES.items()
 }
+
+
+def map_fetch_bars(batches: XComArg) -> MappedOperator:
+    """Map the bars operator over planned batches: one ``fetch_bars`` task per timeframe x symbol batch.
+
+    Every DAG that fetches bars wires it the same way (the ``massive_api`` pool, the shared rate
+    budget, readable grid labels); one factory keeps them from drifting apart.
+    """
+    from tickstock_airflow.hooks.massive import MASSIVE_POOL
+    from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
+
+    return MassiveBarsToStagingOperator.partial(
+        task_id="fetch_bars",
+        pool=MASSIVE_POOL,
+        rate_limit=RATE_LIMIT_TEMPLATE,
+        map_index_template=FETCH_MAP_INDEX_TEMPLATE,
+    ).expand_kwargs(batches)
 
 
 def massive_hook():

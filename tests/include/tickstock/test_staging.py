@@ -72,6 +72,8 @@ def test_hourly_bars_are_keyed_by_their_instant_and_duplicates_collapse(pg_conn)
     stage_bars(pg_conn, key, [bar, bar])
     result = merge_staged(pg_conn, key, Timeframe.HOUR)
     assert result.inserted == {"SPY": 1}
+    assert result.staged == {"SPY": 1}  # counted after de-duplication: one bar offered
+    assert result.unchanged == 0
     stored = pg_conn.execute('SELECT "timestamp", vwap, transactions FROM ohlcv_hourly').fetchall()
     assert stored == [(start, None, None)]
 

@@ -10,19 +10,29 @@ Hash fields: ``job_id``, ``status``, ``progress`` (0-100), ``total_symbols``, ``
 ``results`` (JSON: symbols_loaded, symbols_failed, hourly_bars, daily_bars, weekly_bars,
 monthly_bars, errors[]), ``updated_at`` (ISO-8601 UTC), plus ``run_id`` / ``source`` /
 ``job_type`` when known. Internal counters are kept under ``r:<name>`` and ``batches_*``.
+
+A job moves ``queued`` → ``processing`` → ``completed`` / ``completed_with_errors`` /
+``failed``. Writers that act on a view that may be stale by the time they write (the listener
+reports ``queued`` after asking Airflow whether the run has started, and the run may start in
+between) pass ``if_status_in`` to :meth:`JobStatusStore.update`: the check and the write are then
+the same Lua script, so a late ``queued`` can never replace ``processing``. The run's own tasks
+write unconditionally, because a run cleared in Airflow really does start again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     import redis
+
+log = logging.getLogger(__name__)
 
 STATUS_KEY_PREFIX = "tickstock.jobs.status:"
 STATUS_CHANNEL = "tickstock.jobs.status"
@@ -48,11 +58,42 @@ class JobState(StrEnum):
     FAILED = "failed"
 
 
+#: Statuses a ``queued`` report may replace: none yet, or ``queued`` itself. Once the run's first
+#: task has written ``processing`` (or the run has already finished, ``failed`` included), a
+#: ``queued`` would move the job backwards and, for a finished run, leave it "queued" for good.
+BEFORE_PROCESSING: frozenset[JobState | None] = frozenset({None, JobState.QUEUED})
+
+
 # KEYS: status hash, error list. ARGV: fields JSON, counter increments JSON, counter values JSON,
 # new errors JSON, batches-done increment, ttl seconds, channel, now (ISO), counter names JSON,
-# max errors kept, key prefix, replace-errors flag.
+# max errors kept, key prefix, replace-errors flag, statuses the write may replace (JSON list,
+# "" = no status yet; an empty ARGV means unconditional).
+# Returns {1, new public state} after a write, or {0, current public state} when the current
+# status is not one of the allowed ones: then nothing is written, renewed or published.
 _UPDATE_LUA = """
 local key, errkey = KEYS[1], KEYS[2]
+local function public_state()
+  local public = {}
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local name = all[i]
+    local value = all[i + 1]
+    if name == 'results' or name == 'progress' or name == 'total_symbols' then
+      public[#public + 1] = cjson.encode(name) .. ':' .. value  -- already JSON / a number
+    elseif string.sub(name, 1, 2) ~= 'r:' and string.sub(name, 1, 8) ~= 'batches_' then
+      public[#public + 1] = cjson.encode(name) .. ':' .. cjson.encode(value)
+    end
+  end
+  return '{' .. table.concat(public, ',') .. '}'
+end
+if ARGV[13] ~= '' then
+  local current = redis.call('HGET', key, 'status') or ''
+  local allowed = false
+  for _, status in ipairs(cjson.decode(ARGV[13])) do
+    if status == current then allowed = true end
+  end
+  if not allowed then return {0, public_state()} end
+end
 local fields = cjson.decode(ARGV[1])
 local incr = cjson.decode(ARGV[2])
 local set = cjson.decode(ARGV[3])
@@ -83,20 +124,9 @@ redis.call('HSET', key, 'results', '{' .. table.concat(parts, ',') .. '}', 'upda
 redis.call('HSETNX', key, 'job_id', string.sub(key, string.len(ARGV[11]) + 1))
 redis.call('EXPIRE', key, ttl)
 redis.call('EXPIRE', errkey, ttl)
-local public = {}
-local all = redis.call('HGETALL', key)
-for i = 1, #all, 2 do
-  local name = all[i]
-  local value = all[i + 1]
-  if name == 'results' or name == 'progress' or name == 'total_symbols' then
-    public[#public + 1] = cjson.encode(name) .. ':' .. value  -- already JSON / a number
-  elseif string.sub(name, 1, 2) ~= 'r:' and string.sub(name, 1, 8) ~= 'batches_' then
-    public[#public + 1] = cjson.encode(name) .. ':' .. cjson.encode(value)
-  end
-end
-local payload = '{' .. table.concat(public, ',') .. '}'
+local payload = public_state()
 redis.call('PUBLISH', ARGV[7], payload)
-return payload
+return {1, payload}
 """
 
 
@@ -113,6 +143,20 @@ def _decode(payload: Mapping[str, str]) -> dict[str, Any]:
     if "results" in state:
         state["results"] = json.loads(state["results"])
     return state
+
+
+class JobStatus(dict[str, Any]):
+    """A job's public state as :meth:`JobStatusStore.update` left it, and whether it wrote.
+
+    Still the plain dict callers compare, log and serialise; ``applied`` is an attribute rather
+    than a key so the state stays exactly what TickStockAppV2 sees. It comes from the same Lua
+    script as the write: asking Redis again afterwards could already see the next writer.
+    """
+
+    def __init__(self, state: Mapping[str, Any], *, applied: bool) -> None:
+        super().__init__(state)
+        #: ``False`` when an ``if_status_in`` condition refused the write
+        self.applied = applied
 
 
 class JobStatusStore:
@@ -142,8 +186,12 @@ class JobStatusStore:
         errors: Sequence[str] = (),
         replace_errors: bool = False,
         batches_done: int = 0,
-    ) -> dict[str, Any]:
+        if_status_in: Collection[JobState | str | None] | None = None,
+    ) -> JobStatus:
         """Apply one change atomically, publish it, and return the job's new public state.
+
+        The returned :class:`JobStatus` is a dict; its ``applied`` attribute is false only when
+        ``if_status_in`` refused the change.
 
         :param increments: result counters to add to (e.g. ``{"daily_bars": 504}``)
         :param results: result counters to set to absolute values
@@ -151,12 +199,22 @@ class JobStatusStore:
         :param replace_errors: replace the error list instead (the final summary knows them all)
         :param batches_done: finished mapped batches; moves ``progress`` towards 99 until a
             final update sets it to 100
+        :param if_status_in: apply the change only if the current status is one of these
+            (``None``: the job has no status yet), checked inside the same script as the write,
+            e.g. :data:`BEFORE_PROCESSING` for a ``queued`` report. Otherwise nothing is written,
+            renewed or published (subscribers never see a status move backwards) and the current
+            state is returned with ``applied`` false (an empty one for an unknown job).
         """
         if not job_id:
             raise ValueError("job_id is required for a job status")
         for name in (*(increments or {}), *(results or {})):
             if name not in RESULT_COUNTERS:
                 raise ValueError(f"unknown result counter {name!r}; expected one of {', '.join(RESULT_COUNTERS)}")
+        condition = ""
+        if if_status_in is not None:
+            if not if_status_in:
+                raise ValueError("if_status_in is empty: no write could ever apply")
+            condition = json.dumps(sorted("" if s is None else JobState(s).value for s in if_status_in))
         patch: dict[str, str | int] = dict(fields or {})
         if status is not None:
             patch["status"] = JobState(status).value
@@ -168,7 +226,7 @@ class JobStatusStore:
             patch["total_symbols"] = total_symbols
         if batches_total is not None:
             patch["batches_total"] = batches_total
-        payload = self._script(
+        applied, payload = self._script(
             keys=[status_key(job_id), f"{status_key(job_id)}:errors"],
             args=[
                 json.dumps(patch),
@@ -183,11 +241,21 @@ class JobStatusStore:
                 MAX_ERRORS_KEPT,
                 STATUS_KEY_PREFIX,
                 "1" if replace_errors else "0",
+                condition,
             ],
         )
         if isinstance(payload, bytes):
             payload = payload.decode()
-        return json.loads(payload)
+        state = JobStatus(json.loads(payload), applied=bool(applied))
+        if not state.applied:
+            log.info(
+                "job %s: update to status %s refused: the job is already %s (allowed: %s)",
+                job_id,
+                patch.get("status", "(unchanged)"),
+                state.get("status", "without a status"),
+                condition,
+            )
+        return state
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """Return the job's public state, or ``None`` when it is unknown or expired."""

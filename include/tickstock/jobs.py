@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tickstock.intake import StreamEntry
-from tickstock.job_status import JobState
+from tickstock.job_status import BEFORE_PROCESSING, JobState
 from tickstock.load_request import InvalidRequest, LoadRequest, normalise_symbols, parse_load_request
 
 if TYPE_CHECKING:
@@ -244,8 +244,9 @@ def _conf(request: LoadRequest, explicit_symbols: list[str]) -> dict[str, Any]:
 # The listener's two steps: claim → (Airflow creates the runs) → settle
 # --------------------------------------------------------------------------------------------
 
-#: Statuses a rejected duplicate must not overwrite: the job itself is alive or done.
-_PROTECTED_STATES = frozenset({"queued", "processing", "completed", "completed_with_errors"})
+#: Statuses a rejected message may replace with ``failed``: none yet, or ``failed``. Any other
+#: means a valid copy of the job is queued, running or done, which a broken copy must not undo.
+_REJECTABLE_STATES: frozenset[JobState | None] = frozenset({None, JobState.FAILED})
 #: Claims of one job whose run Airflow still did not create before it is dead-lettered.
 MAX_DELIVERIES = 5
 
@@ -254,17 +255,21 @@ def reject_entry(stream: JobStream, store: JobStatusStore, entry: StreamEntry, e
     """Report a rejected message as a failed job and move it to the dead-letter stream.
 
     The status is written first: if the process dies before the dead-letter move, the entry is
-    redelivered and rejected again, which rewrites the same status.
+    redelivered and rejected again, which rewrites the same status. The write is conditional in
+    the store, not after a read here: the job's run may start between a read and the write.
     """
     reason = f"Rejected job message: {error}"
     log.warning("entry %s rejected (job_id=%s): %s", entry.entry_id, error.job_id, error)
     if error.job_id:
-        current = store.get(error.job_id)
-        if current and current.get("status") in _PROTECTED_STATES:
-            # A broken copy of a job that is already running must not mark it failed.
-            reason += f" (job {error.job_id} is already {current['status']}; status left unchanged)"
-        else:
-            store.update(error.job_id, status=JobState.FAILED, message=reason, errors=[reason])
+        status = store.update(
+            error.job_id,
+            status=JobState.FAILED,
+            message=reason,
+            errors=[reason],
+            if_status_in=_REJECTABLE_STATES,
+        )
+        if not status.applied:
+            reason += f" (job {error.job_id} is already {status['status']}; status left unchanged)"
     stream.dead_letter(entry, reason=reason, job_id=error.job_id)
 
 
@@ -312,6 +317,10 @@ def settle_jobs(
 ) -> dict[str, int]:
     """Acknowledge every planned job whose run exists; report it queued if it has not started.
 
+    ``queued`` is written only while the job has no later status: the run can start between
+    ``run_state`` and the write, and its first task then reports ``processing`` itself, which a
+    late ``queued`` must not replace (the store checks and writes in one script).
+
     :param run_state: ``run_id`` → ``None`` when no such run exists, ``"queued"`` while it has not
         started, anything else once it has (then its own tasks own the status)
     :returns: counts of ``acknowledged``, ``left_pending`` and ``dead_lettered`` jobs
@@ -347,6 +356,7 @@ def settle_jobs(
                 total_symbols=plan["total_symbols"],
                 message=f"Queued as Airflow run {run_id}",
                 fields={"run_id": run_id, "job_type": plan["job_type"], **_source(plan)},
+                if_status_in=BEFORE_PROCESSING,
             )
         stream.ack(plan["entry_ids"])
         counts["acknowledged"] += 1

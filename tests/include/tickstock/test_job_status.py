@@ -4,8 +4,9 @@ import json
 import threading
 
 import pytest
+import redis
 
-from tickstock.job_status import STATUS_CHANNEL, JobState, JobStatusStore, status_key
+from tickstock.job_status import BEFORE_PROCESSING, STATUS_CHANNEL, JobState, JobStatusStore, status_key
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +94,109 @@ def test_final_summary_replaces_the_error_list(redis_client):
         "job-4", status="completed_with_errors", errors=["AAA: boom", "BBB: unknown"], replace_errors=True
     )
     assert final["results"]["errors"] == ["AAA: boom", "BBB: unknown"]
+
+
+def _processing(store: JobStatusStore, job_id: str) -> None:
+    """Write what ``plan_load`` writes when the run starts."""
+    store.update(
+        job_id,
+        status=JobState.PROCESSING,
+        progress=0,
+        total_symbols=2,
+        batches_total=8,
+        message="Starting load of 2 symbols",
+        fields={"run_id": f"redis__{job_id}", "source": "test"},
+    )
+
+
+class TestConditionalUpdate:
+    """``if_status_in``: the check and the write are one script, so no writer can slip between."""
+
+    @pytest.mark.parametrize("prior", ["absent", "no status field", "queued"])
+    def test_queued_applies_before_processing(self, redis_client, status_feed, prior):
+        store = JobStatusStore(redis_client)
+        if prior == "no status field":
+            store.update("job-5", errors=["an early error"])
+        elif prior == "queued":
+            store.update("job-5", status=JobState.QUEUED, message="Queued (redelivered)")
+        status_feed.published()
+
+        state = store.update("job-5", status=JobState.QUEUED, message="Queued as run r", if_status_in=BEFORE_PROCESSING)
+
+        assert state.applied is True
+        assert (state["status"], state["message"]) == ("queued", "Queued as run r")
+        assert store.get("job-5") == state
+        assert status_feed.published() == [state]
+
+    @pytest.mark.parametrize(
+        "prior",
+        [JobState.PROCESSING, JobState.COMPLETED, JobState.COMPLETED_WITH_ERRORS, JobState.FAILED],
+    )
+    def test_queued_is_refused_after_the_run_reported(self, redis_client, status_feed, prior):
+        store = JobStatusStore(redis_client)
+        _processing(store, "job-6")
+        if prior is not JobState.PROCESSING:
+            store.update("job-6", status=prior, progress=100, message="done", batches_done=8)
+        redis_client.expire(status_key("job-6"), 60)
+        raw_before = redis_client.hgetall(status_key("job-6"))
+        before = store.get("job-6")
+        status_feed.published()
+
+        state = store.update(
+            "job-6",
+            status=JobState.QUEUED,
+            progress=0,
+            message="Queued as run r",
+            errors=["must not be kept"],
+            if_status_in=BEFORE_PROCESSING,
+        )
+
+        assert state.applied is False
+        assert state == before  # the current state, untouched
+        assert state["status"] == prior.value
+        assert redis_client.hgetall(status_key("job-6")) == raw_before
+        assert redis_client.ttl(status_key("job-6")) <= 60  # not even the TTL was renewed
+        assert status_feed.published() == []  # subscribers never see it go backwards
+
+    def test_any_set_of_states_can_be_required(self, redis_client):
+        store = JobStatusStore(redis_client)
+        only_new_or_failed = {None, JobState.FAILED}
+        assert store.update("job-7", status="failed", message="bad", if_status_in=only_new_or_failed).applied
+        assert store.update("job-7", status="failed", message="worse", if_status_in={None, "failed"}).applied
+        store.update("job-7", status="processing")
+        refused = store.update("job-7", status="failed", if_status_in=only_new_or_failed)
+        assert not refused.applied
+        assert store.get("job-7")["status"] == "processing"
+
+    def test_refused_write_of_an_unknown_job_creates_nothing(self, redis_client, status_feed):
+        store = JobStatusStore(redis_client)
+        state = store.update("job-8", status="failed", if_status_in={JobState.FAILED})
+        assert (state.applied, state) == (False, {})
+        assert store.get("job-8") is None
+        assert redis_client.exists(status_key("job-8"), f"{status_key('job-8')}:errors") == 0
+        assert status_feed.published() == []
+
+    def test_without_a_condition_the_run_may_move_its_job_back(self, redis_client):
+        # Clearing a finished run re-runs plan_load, which reports processing again on purpose.
+        store = JobStatusStore(redis_client)
+        store.update("job-9", status=JobState.COMPLETED, progress=100)
+        state = store.update("job-9", status=JobState.PROCESSING, progress=0)
+        assert state.applied is True
+        assert state["status"] == "processing"
+
+    def test_works_on_a_client_returning_bytes(self, service_urls, redis_client):
+        raw_client = redis.Redis.from_url(service_urls.redis_url)
+        store = JobStatusStore(raw_client)
+        assert store.update("job-10", status="queued", if_status_in=BEFORE_PROCESSING).applied
+        _processing(store, "job-10")
+        refused = store.update("job-10", status="queued", if_status_in=BEFORE_PROCESSING)
+        assert (refused.applied, refused["status"]) == (False, "processing")
+        raw_client.close()
+
+    def test_bad_conditions_are_rejected(self, redis_client):
+        store = JobStatusStore(redis_client)
+        with pytest.raises(ValueError, match="if_status_in is empty"):
+            store.update("job-11", status="queued", if_status_in=())
+        with pytest.raises(ValueError, match="'started' is not a valid JobState"):
+            store.update("job-11", status="queued", if_status_in={None, "started"})
+        assert store.get("job-11") is None

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tickstock.intake import DEAD_LETTER_STREAM, STREAM, JobStream, submit_job
-from tickstock.job_status import JobStatusStore
+from tickstock.job_status import JobState, JobStatusStore
 from tickstock.jobs import (
     HASHED_RUN_ID_PREFIX,
     InvalidJob,
@@ -199,3 +199,100 @@ class TestClaimAndSettle:
         assert store.get("stuck")["status"] == "failed"
         assert "after 3 attempts" in store.get("stuck")["message"]
         assert stream.pending_count() == 0
+
+
+def _plan_load_reports(store: JobStatusStore, job_id: str, status: JobState) -> None:
+    """Write what the run's tasks write: ``plan_load``'s processing, then ``finish_job``'s end."""
+    store.update(
+        job_id,
+        status=JobState.PROCESSING,
+        progress=0,
+        total_symbols=2,
+        batches_total=8,
+        message="Starting load of 2 symbols",
+        fields={"run_id": run_id_for(job_id), "source": ""},
+    )
+    if status is not JobState.PROCESSING:
+        store.update(job_id, status=status, progress=100, message=f"run ended {status.value}")
+
+
+class RunStartsBeforeFirstWrite(JobStatusStore):
+    """A store whose first write for ``job_id`` reaches Redis just after the run reported ``status``.
+
+    This is the interleaving of a listener that looked (at Airflow or at the status) while the
+    run had not started yet, and wrote after it had.
+    """
+
+    def __init__(self, client, job_id: str, status: JobState) -> None:
+        super().__init__(client)
+        self._pending: tuple[str, JobState] | None = (job_id, status)
+
+    def update(self, job_id, **changes):
+        if self._pending and self._pending[0] == job_id:
+            _, status = self._pending
+            self._pending = None
+            _plan_load_reports(JobStatusStore(self._client), job_id, status)
+        return super().update(job_id, **changes)
+
+
+@pytest.mark.integration
+class TestStatusNeverMovesBackwards:
+    """The run can start between the listener's look and its write; its status must win."""
+
+    @pytest.mark.parametrize(
+        "run_reported",
+        [JobState.PROCESSING, JobState.COMPLETED, JobState.COMPLETED_WITH_ERRORS, JobState.FAILED],
+    )
+    def test_run_starting_after_the_check_keeps_its_status(self, redis_client, status_feed, run_reported):
+        stream, store = JobStream(redis_client), JobStatusStore(redis_client)
+        submit_job(redis_client, message(job_id="race"))
+        plans = claim_jobs(stream, store, limit=10)
+        asked = []
+
+        def run_state(run_id: str) -> str:
+            # Airflow answers "queued", and the run starts right after that answer.
+            asked.append(run_id)
+            _plan_load_reports(JobStatusStore(redis_client), "race", run_reported)
+            return "queued"
+
+        counts = settle_jobs(stream, store, plans, run_state)
+
+        assert asked == ["redis__race"]
+        assert counts == {"acknowledged": 1, "left_pending": 0, "dead_lettered": 0}
+        assert stream.pending_count() == 0
+        final = store.get("race")
+        assert final["status"] == run_reported.value
+        published = [state["status"] for state in status_feed.published()]
+        # Exactly what the run wrote, in order, and no "queued" after (or before) it.
+        expected = ["processing"] if run_reported is JobState.PROCESSING else ["processing", run_reported.value]
+        assert published == expected
+        assert final["message"] != "Queued as Airflow run redis__race"
+
+    def test_run_not_started_yet_is_reported_queued(self, redis_client, status_feed):
+        stream, store = JobStream(redis_client), JobStatusStore(redis_client)
+        submit_job(redis_client, message(job_id="calm", source="admin_ui"))
+        plans = claim_jobs(stream, store, limit=10)
+        settle_jobs(stream, store, plans, {"redis__calm": "queued"}.get)
+        published = status_feed.published()
+        assert [state["status"] for state in published] == ["queued"]
+        assert published[0]["run_id"] == "redis__calm"
+        assert published[0]["source"] == "admin_ui"
+        # Then the run starts, reports processing, and a redelivered copy is settled again.
+        _plan_load_reports(store, "calm", JobState.PROCESSING)
+        submit_job(redis_client, message(job_id="calm", source="admin_ui"))
+        settle_jobs(stream, store, claim_jobs(stream, store, limit=10), {"redis__calm": "queued"}.get)
+        assert store.get("calm")["status"] == "processing"
+        assert [state["status"] for state in status_feed.published()] == ["processing"]
+
+    @pytest.mark.parametrize("run_reported", [JobState.PROCESSING, JobState.COMPLETED])
+    def test_broken_copy_rejected_as_the_run_starts_does_not_mark_it_failed(
+        self, redis_client, status_feed, run_reported
+    ):
+        stream = JobStream(redis_client)
+        store = RunStartsBeforeFirstWrite(redis_client, "live", run_reported)
+        submit_job(redis_client, message(job_id="live", days=0, years=None))
+        assert claim_jobs(stream, store, limit=10) == []
+        assert store.get("live")["status"] == run_reported.value
+        assert "failed" not in [state["status"] for state in status_feed.published()]
+        dead = redis_client.xrange(DEAD_LETTER_STREAM)
+        assert f"job live is already {run_reported.value}; status left unchanged" in dead[0][1]["reason"]

@@ -13,7 +13,8 @@ this hook does instead:
 - **Failures are raised, never turned into empty lists.** 401/403 fail fast with what to fix;
   429 backs off exponentially (seconds, not the official client's 0.1 s) or as long as
   ``Retry-After`` says; 5xx, timeouts, resets and invalid JSON are retried a bounded number of
-  times. A 200 without ``results`` is simply "no bars".
+  times. The loop is tenacity's (:class:`tenacity.Retrying`); only the wait is the hook's own,
+  because tenacity has no ``Retry-After`` strategy. A 200 without ``results`` is simply "no bars".
 - **Rate budget**: with ``rate_limit`` set, every request first takes a slot from a Redis-shared
   budget (:mod:`tickstock.rate_budget`), so all workers together stay under the plan's limit;
   the Airflow pool ``massive_api`` bounds how many tasks run at once.
@@ -35,14 +36,24 @@ from airflow.providers.common.compat.sdk import AirflowException
 from airflow.providers.http.hooks.http import HttpHook
 from requests.auth import AuthBase
 from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random_exponential,
+)
+from tenacity import sleep as tenacity_sleep
+from tenacity.wait import wait_base
 
 from tickstock.bars import ParsedBars, decode_json, parse_aggregates, parse_grouped_daily
 from tickstock.timeframes import Timeframe
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from airflow.sdk import Connection
+    from tenacity import RetryCallState
 
     from tickstock.rate_budget import RateBudget
 
@@ -90,12 +101,76 @@ class _BearerAuth(AuthBase):
 
 
 class _Retry(Exception):
-    """One attempt failed in a way that is worth another attempt after ``delay`` seconds."""
+    """One attempt failed in a way worth another attempt; the wait strategy reads how long to wait.
 
-    def __init__(self, problem: str, delay: float) -> None:
+    :param problem: what went wrong, for the warning and the final error (may still need ``_redact``)
+    :param rate_limited: the failure was a 429, so the rate-limit backoff (or ``retry_after``) applies
+    :param retry_after: the 429's raw ``Retry-After`` header, parsed only when the wait is computed
+    """
+
+    def __init__(self, problem: str, *, rate_limited: bool = False, retry_after: str | None = None) -> None:
         super().__init__(problem)
         self.problem = problem
-        self.delay = delay
+        self.rate_limited = rate_limited
+        self.retry_after = retry_after
+
+
+def retry_after_delay(value: str | None, *, now: float | None = None, cap: float = _RETRY_AFTER_CAP) -> float | None:
+    """Return the wait a ``Retry-After`` header asks for, plus jitter; ``None`` if it says nothing usable.
+
+    Both forms of the header are understood: delay-seconds (``"7"``, also fractional) and an
+    HTTP-date, measured against ``now`` (default: the current time). The wait is clamped to
+    ``[0, cap]`` so a misbehaving server cannot park a worker for hours, and up to 10 % (at most
+    1 s) of jitter is added so the workers one 429 stopped do not all return in the same instant.
+    """
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError):
+            return None
+    seconds = min(max(seconds, 0.0), cap)
+    return seconds + random.uniform(0, min(1.0, seconds * 0.1))
+
+
+def equal_jitter_backoff(base: float, cap: float) -> wait_base:
+    """Exponential backoff with "equal jitter": half fixed, half random, so workers spread out.
+
+    Attempt ``n`` waits between ``c / 2`` and ``c``, where ``c = min(cap, base * 2 ** (n - 1))``.
+    Tenacity has no equal-jitter strategy, so it is the sum of two of its own over the same half
+    ceiling: ``wait_exponential`` (the fixed half) and ``wait_random_exponential`` (full jitter over
+    the other half). Full jitter alone could retry a struggling server almost at once.
+    """
+    half_base, half_cap = base / 2, cap / 2
+    return wait_exponential(multiplier=half_base, max=half_cap) + wait_random_exponential(
+        multiplier=half_base, max=half_cap
+    )
+
+
+class wait_retry_after(wait_base):  # lower case like tenacity's own wait_* strategies
+    """Wait as long as a 429's ``Retry-After`` asks; otherwise back off exponentially.
+
+    The server knows when its rate window reopens, so its answer beats any guess. A 429 without a
+    usable header waits per ``rate_limited`` (a longer base: retrying a rate limit early only earns
+    another 429); every other retryable failure waits per ``fallback``.
+
+    :param rate_limited: wait for a 429 without a usable ``Retry-After``
+    :param fallback: wait for 5xx, timeouts, connection resets and invalid JSON
+    """
+
+    def __init__(self, *, rate_limited: wait_base, fallback: wait_base) -> None:
+        self.rate_limited = rate_limited
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        failure = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        if isinstance(failure, _Retry) and failure.rate_limited:
+            delay = retry_after_delay(failure.retry_after)
+            return delay if delay is not None else self.rate_limited(retry_state)
+        return self.fallback(retry_state)
 
 
 def split_request_range(start: date, end: date, timespan: str, limit: int = MAX_LIMIT) -> list[tuple[date, date]]:
@@ -155,11 +230,15 @@ class MassiveHook(HttpHook):
     :param retry_base_delay: first backoff in seconds after a 5xx/timeout/reset/invalid JSON;
         doubles per attempt, with jitter
     :param rate_limited_base_delay: first backoff in seconds after a 429 without ``Retry-After``
-    :param max_retry_delay: cap of one backoff
+    :param max_retry_delay: cap of one backoff (a ``Retry-After`` is capped at 300 s instead)
     :param timeout: ``requests`` timeout (seconds, or (connect, read)); a connection extra
         ``timeout`` overrides it
     :param pool_size: HTTP connections kept per host; match the operator's thread count
     :param max_pages: pages followed for one request before giving up
+
+    Between attempts the hook waits with its ``sleep`` attribute, which it hands to
+    :class:`tenacity.Retrying` (default: tenacity's, i.e. :func:`time.sleep`). Tests replace it,
+    as with ``Retrying(sleep=...)``, to record the waits instead of sitting through them.
     """
 
     conn_name_attr = "massive_conn_id"
@@ -210,6 +289,7 @@ class MassiveHook(HttpHook):
         self._budget: RateBudget | None = None
         self._lock = threading.Lock()
         self._requests = 0
+        self.sleep: Callable[[float], None] = tenacity_sleep
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -283,25 +363,6 @@ class MassiveHook(HttpHook):
 
     # -- one request with retries ----------------------------------------------------------------
 
-    def _backoff(self, attempt: int, base: float) -> float:
-        """Exponential backoff with "equal jitter": half fixed, half random, so workers spread out."""
-        ceiling = min(self.max_retry_delay, base * 2 ** (attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    def _retry_after(self, response: requests.Response) -> float | None:
-        value = response.headers.get("Retry-After")
-        if not value:
-            return None
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                return None
-        seconds = min(max(seconds, 0.0), _RETRY_AFTER_CAP)
-        return seconds + random.uniform(0, min(1.0, seconds * 0.1))
-
     @staticmethod
     def _error_text(response: requests.Response) -> str:
         try:
@@ -323,7 +384,7 @@ class MassiveHook(HttpHook):
             )
         return MassiveAuthError(f"{what}: HTTP {response.status_code} ({detail}): {fix}")
 
-    def _attempt(self, url: str, params: Sequence[tuple[str, Any]], what: str, attempt: int) -> Any:
+    def _attempt(self, url: str, params: Sequence[tuple[str, Any]], what: str) -> Any:
         """Send one request; return the decoded body, ``None`` for 404, or raise ``_Retry``/an error."""
         session = self._shared_session()
         budget = self._rate_budget()
@@ -340,29 +401,58 @@ class MassiveHook(HttpHook):
         try:
             response = self.run_and_check(session, prepared, extra)
         except requests.Timeout as err:
-            problem = f"timed out ({type(err).__name__})"
-            raise _Retry(problem, self._backoff(attempt, self.retry_base_delay)) from err
+            raise _Retry(f"timed out ({type(err).__name__})") from err
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
-            problem = f"connection failed ({type(err).__name__})"
-            raise _Retry(problem, self._backoff(attempt, self.retry_base_delay)) from err
+            raise _Retry(f"connection failed ({type(err).__name__})") from err
         status = response.status_code
         if status == 200:
             try:
                 return decode_json(response.content)
             except ValueError as err:
-                problem = f"invalid JSON in a 200 response ({err.__class__.__name__}: {err})"
-                raise _Retry(problem, self._backoff(attempt, self.retry_base_delay)) from err
+                raise _Retry(f"invalid JSON in a 200 response ({err.__class__.__name__}: {err})") from err
         if status in (401, 403):
             raise self._auth_error(response, what)
         if status == 404:
             return None
         if status == 429:
-            retry_after = self._retry_after(response)
-            delay = retry_after if retry_after is not None else self._backoff(attempt, self.rate_limited_base_delay)
-            raise _Retry("rate limited (429)", delay)
+            raise _Retry("rate limited (429)", rate_limited=True, retry_after=response.headers.get("Retry-After"))
         if status >= 500:
-            raise _Retry(f"server error {status}", self._backoff(attempt, self.retry_base_delay))
+            raise _Retry(f"server error {status}")
         raise MassiveRequestError(f"{what}: HTTP {status}: {self._redact(self._error_text(response))}")
+
+    def _retrying(self, what: str, page: int, attempts: int) -> Retrying:
+        """Build the tenacity controller of one request.
+
+        One per request because the attempt budget and the log text differ per request. Only
+        :class:`_Retry` is retried; anything else (auth, request errors) propagates from the
+        attempt that raised it. ``reraise`` hands the last ``_Retry`` back to :meth:`_get_json`,
+        which turns it into :class:`MassiveUnavailableError`. No warning is logged after the last
+        attempt: tenacity checks ``stop`` before ``before_sleep``.
+        """
+
+        def log_attempt(state: RetryCallState) -> None:
+            if page == 1:
+                self.log.info("Fetching %s (attempt %d/%d)", what, state.attempt_number, attempts)
+            else:
+                self.log.info("Fetching %s, page %d (attempt %d/%d)", what, page, state.attempt_number, attempts)
+
+        def log_wait(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome is not None else None
+            problem = self._redact(str(failure))
+            self.log.warning("⚠ %s: %s, waiting %.1f s before retrying", what, problem, state.upcoming_sleep)
+
+        return Retrying(
+            sleep=self.sleep,
+            stop=stop_after_attempt(attempts),
+            wait=wait_retry_after(
+                rate_limited=equal_jitter_backoff(self.rate_limited_base_delay, self.max_retry_delay),
+                fallback=equal_jitter_backoff(self.retry_base_delay, self.max_retry_delay),
+            ),
+            retry=retry_if_exception_type(_Retry),
+            before=log_attempt,
+            before_sleep=log_wait,
+            reraise=True,
+        )
 
     def _get_json(
         self,
@@ -375,33 +465,25 @@ class MassiveHook(HttpHook):
         attempts: int | None = None,
     ) -> dict[str, Any] | None:
         """GET ``url`` with bounded retries; return the decoded JSON object (``None`` for an allowed 404)."""
-        problem = ""
         attempts = attempts or self.max_attempts
-        for attempt in range(1, attempts + 1):
-            if page == 1:
-                self.log.info("Fetching %s (attempt %d/%d)", what, attempt, attempts)
-            else:
-                self.log.info("Fetching %s, page %d (attempt %d/%d)", what, page, attempt, attempts)
-            try:
-                body = self._attempt(url, params, what, attempt)
-            except _Retry as retry:
-                problem = self._redact(retry.problem)
-                if attempt == attempts:
-                    break
-                self.log.warning("⚠ %s: %s, waiting %.1f s before retrying", what, problem, retry.delay)
-                time.sleep(retry.delay)
-                continue
-            if body is None:
-                if allow_404:
-                    return None
-                raise MassiveRequestError(f"{what}: HTTP 404 (not found)")
-            if not isinstance(body, dict):
-                raise MassiveRequestError(f"{what}: response is a JSON {type(body).__name__}, not an object")
-            if str(body.get("status", "OK")).upper() not in ("OK", "DELAYED"):
-                detail = body.get("error") or body.get("message") or body.get("status")
-                raise MassiveRequestError(f"{what}: API status {body.get('status')!r}: {self._redact(str(detail))}")
-            return body
-        raise MassiveUnavailableError(f"{what}: giving up after {attempts} attempts; last: {problem}")
+        try:
+            body = self._retrying(what, page, attempts)(self._attempt, url, params, what)
+        except _Retry as last:
+            # from None: the message already names the last failure; a chained requests traceback
+            # would only lengthen every task log.
+            raise MassiveUnavailableError(
+                f"{what}: giving up after {attempts} attempts; last: {self._redact(last.problem)}"
+            ) from None
+        if body is None:
+            if allow_404:
+                return None
+            raise MassiveRequestError(f"{what}: HTTP 404 (not found)")
+        if not isinstance(body, dict):
+            raise MassiveRequestError(f"{what}: response is a JSON {type(body).__name__}, not an object")
+        if str(body.get("status", "OK")).upper() not in ("OK", "DELAYED"):
+            detail = body.get("error") or body.get("message") or body.get("status")
+            raise MassiveRequestError(f"{what}: API status {body.get('status')!r}: {self._redact(str(detail))}")
+        return body
 
     def _next_page(self, next_url: str) -> tuple[str, list[tuple[str, str]]]:
         """Return the base-URL-relative request for ``next_url``, without any ``apiKey`` parameter."""

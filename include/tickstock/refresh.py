@@ -13,6 +13,7 @@ endpoint (one request per session for the whole market) than one request per sym
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -25,6 +26,8 @@ from tickstock.sqlfiles import read_sql
 from tickstock.timeframes import Timeframe, table_for
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import psycopg
 
 DATED_TIMEFRAMES = (Timeframe.DAY, Timeframe.WEEK, Timeframe.MONTH)
@@ -167,6 +170,59 @@ def group_ranges(ranges: list[RefreshRange]) -> dict[tuple[Timeframe, date, date
     for item in ranges:
         groups[(item.timeframe, item.start, item.end)].append(item.symbol)
     return dict(groups)
+
+
+@dataclass(frozen=True)
+class RefreshBatch:
+    """One mapped fetch: ``symbols`` in one timeframe over ``start``..``end``."""
+
+    timeframe: Timeframe
+    start: date
+    end: date
+    symbols: tuple[str, ...]
+
+
+def batch_groups(
+    groups: Mapping[tuple[Timeframe, date, date], Sequence[str]], *, batch_size: int, max_batches: int
+) -> list[RefreshBatch]:
+    """Cut the range groups into fetch batches: at most ``max_batches`` of them.
+
+    Normally each group is cut into batches of ``batch_size`` and every symbol is fetched over
+    exactly its own range. A universe whose symbols have many different gaps gives many small
+    groups, and Airflow refuses to map more than ``[core] max_map_length`` tasks; then each
+    timeframe's symbols are sorted by start and packed into larger batches covering the union of
+    their members' ranges. A symbol may re-fetch bars it already has: that costs bars, not
+    requests (one per symbol either way), and the merge writes nothing for unchanged bars.
+    """
+    exact = [
+        RefreshBatch(timeframe, start, end, tuple(symbols[offset : offset + batch_size]))
+        for (timeframe, start, end), symbols in sorted(groups.items())
+        for offset in range(0, len(symbols), batch_size)
+    ]
+    if len(exact) <= max_batches:
+        return exact
+    members: dict[Timeframe, list[tuple[date, date, str]]] = defaultdict(list)
+    for (timeframe, start, end), symbols in groups.items():
+        members[timeframe].extend((start, end, symbol) for symbol in symbols)
+    if max_batches <= len(members):
+        raise ValueError(f"max_batches {max_batches} cannot hold {len(members)} timeframes")
+    total = sum(len(items) for items in members.values())
+    # sum(ceil(n / size)) <= total / size + timeframes <= max_batches
+    size = max(batch_size, math.ceil(total / (max_batches - len(members))))
+    packed = []
+    for timeframe in sorted(members):
+        items = sorted(members[timeframe])
+        for offset in range(0, len(items), size):
+            chunk = items[offset : offset + size]
+            packed.append(
+                RefreshBatch(
+                    timeframe,
+                    min(item[0] for item in chunk),
+                    max(item[1] for item in chunk),
+                    tuple(item[2] for item in chunk),
+                )
+            )
+    return packed
 
 
 def use_grouped_daily(symbol_count: int, session_count: int) -> bool:

@@ -24,8 +24,10 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     from tickstock import calendar
     from tickstock.job_status import JobState
     from tickstock.load_request import InvalidRequest, parse_load_request
+    from tickstock.plan import MAX_MAPPED_TASKS
     from tickstock.refresh import (
         DATED_TIMEFRAMES,
+        batch_groups,
         calendar_keys,
         find_first_missing,
         group_ranges,
@@ -84,9 +86,8 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     )
     log.info("Ranges needed: %s", refresh_summary(ranges))
 
-    batches: list[dict[str, Any]] = []
     grouped: list[dict[str, Any]] = []
-    size = shape.batch_size
+    to_batch: dict[tuple[Timeframe, date, date], list[str]] = {}
     for index, ((timeframe, start, end), group) in enumerate(sorted(group_ranges(ranges).items())):
         group_sessions = calendar.sessions(start, end)
         if timeframe is Timeframe.DAY and use_grouped_daily(len(group), len(group_sessions)):
@@ -98,19 +99,8 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
                     "adjusted": shape.adjusted,
                 }
             )
-            continue
-        for offset in range(0, len(group), size):
-            batches.append(
-                {
-                    "symbols": group[offset : offset + size],
-                    "timeframe": timeframe.value,
-                    "start": start.isoformat(),
-                    "end": end.isoformat(),
-                    "staging_key": load_key(run_id, timeframe, f"{index}-{offset // size}"),
-                    "adjusted": shape.adjusted,
-                    "extended_hours": shape.extended_hours,
-                }
-            )
+        else:
+            to_batch[(timeframe, start, end)] = group
     if as_of_is_session and symbols and shape.hourly_days:
         hourly = plan_windows(
             as_of=as_of,
@@ -121,18 +111,20 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             now=planned_at,
         ).get(Timeframe.HOUR)
         if hourly:
-            for offset in range(0, len(symbols), size):
-                batches.append(
-                    {
-                        "symbols": symbols[offset : offset + size],
-                        "timeframe": Timeframe.HOUR.value,
-                        "start": hourly.start.isoformat(),
-                        "end": hourly.end.isoformat(),
-                        "staging_key": load_key(run_id, Timeframe.HOUR, f"h{offset // size}"),
-                        "adjusted": shape.adjusted,
-                        "extended_hours": shape.extended_hours,
-                    }
-                )
+            to_batch[(Timeframe.HOUR, hourly.start, hourly.end)] = symbols
+    max_batches = MAX_MAPPED_TASKS - len(grouped)
+    batches = [
+        {
+            "symbols": list(batch.symbols),
+            "timeframe": batch.timeframe.value,
+            "start": batch.start.isoformat(),
+            "end": batch.end.isoformat(),
+            "staging_key": load_key(run_id, batch.timeframe, index),
+            "adjusted": shape.adjusted,
+            "extended_hours": shape.extended_hours,
+        }
+        for index, batch in enumerate(batch_groups(to_batch, batch_size=shape.batch_size, max_batches=max_batches))
+    ]
     log.info(
         "%d fetch batches, %d grouped-daily requests planned", len(batches), sum(len(g["sessions"]) for g in grouped)
     )

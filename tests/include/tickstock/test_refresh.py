@@ -7,7 +7,9 @@ import pytest
 from tickstock import calendar
 from tickstock.refresh import (
     Extent,
+    RefreshBatch,
     RefreshRange,
+    batch_groups,
     calendar_keys,
     find_first_missing,
     group_ranges,
@@ -75,6 +77,46 @@ def test_grouping_and_grouped_daily_economy():
     assert group_ranges(ranges) == {(Timeframe.DAY, DEC_2, date(2025, 12, 3)): ["A", "B", "C"]}
     assert use_grouped_daily(symbol_count=3, session_count=2)
     assert not use_grouped_daily(symbol_count=2, session_count=2)
+
+
+def test_groups_are_batched_exactly_while_under_the_map_cap():
+    dec_3 = date(2025, 12, 3)
+    groups = {
+        (Timeframe.WEEK, date(2025, 12, 1), dec_3): ["A", "B", "C"],
+        (Timeframe.DAY, date(2025, 3, 12), dec_3): ["D"],
+    }
+    assert batch_groups(groups, batch_size=2, max_batches=10) == [
+        RefreshBatch(Timeframe.DAY, date(2025, 3, 12), dec_3, ("D",)),
+        RefreshBatch(Timeframe.WEEK, date(2025, 12, 1), dec_3, ("A", "B")),
+        RefreshBatch(Timeframe.WEEK, date(2025, 12, 1), dec_3, ("C",)),
+    ]
+
+
+def test_many_distinct_gaps_are_packed_under_the_map_cap_and_every_range_is_covered():
+    dec_3 = date(2025, 12, 3)
+    history = calendar.sessions(date(2021, 1, 4), dec_3)
+    # Symbols whose gaps start on 700 (day) and 600 (week) different sessions: 1,300 exact batches.
+    groups = {(Timeframe.DAY, start, dec_3): [f"D{i}-{n}" for n in range(3)] for i, start in enumerate(history[:700])}
+    groups |= {(Timeframe.WEEK, start, dec_3): [f"W{i}"] for i, start in enumerate(history[:600])}
+    wanted = {(key[0], symbol): key[1] for key, symbols in groups.items() for symbol in symbols}
+
+    batches = batch_groups(groups, batch_size=50, max_batches=1000)
+
+    assert len(batches) == 42 + 12  # 2,100 day and 600 week symbols, 50 per batch
+    covered = [(b.timeframe, symbol, b.start, b.end) for b in batches for symbol in b.symbols]
+    assert sorted((tf, symbol) for tf, symbol, _s, _e in covered) == sorted(wanted)  # each exactly once
+    for timeframe, symbol, start, end in covered:
+        assert start <= wanted[(timeframe, symbol)]  # its own range lies inside its batch's
+        assert end == dec_3
+    # sorted by start, so a batch spans only its members' starts
+    assert batches[0].start == history[0]
+    assert batches[0].symbols[-1] == "D16-1"
+
+
+def test_packing_cannot_go_below_one_batch_per_timeframe():
+    groups = {(tf, DEC_2, DEC_2): ["A"] for tf in (Timeframe.DAY, Timeframe.WEEK)}
+    with pytest.raises(ValueError, match="cannot hold 2 timeframes"):
+        batch_groups(groups, batch_size=1, max_batches=1)
 
 
 @pytest.mark.integration

@@ -28,6 +28,7 @@ from tickstock_airflow.refresh_tasks import (
 from tickstock_airflow.tasks import (
     check_bar_counts,
     finish_job,
+    job_id_of,
     map_fetch_bars,
     plan_of,
     upsert_bars,
@@ -73,7 +74,7 @@ def nightly_refresh() -> None:
     plan = plan_of(batches)
     fetched = map_fetch_bars(batches)
     grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL)(plan)
-    upserted = upsert_bars.partial(plan=plan).expand(fetch_result=fetched.output.concat(grouped))
+    upserted = upsert_bars.partial(job_id=job_id_of(batches)).expand(fetch_result=fetched.output.concat(grouped))
     checked = check_bar_counts(plan, upserted)
     finished = finish_job(plan, upserted)
     checked >> finished

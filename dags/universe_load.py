@@ -37,6 +37,7 @@ from tickstock.timeframes import ALL_TIMEFRAMES
 from tickstock_airflow.tasks import (
     check_bar_counts,
     finish_job,
+    job_id_of,
     map_fetch_bars,
     plan_load,
     plan_of,
@@ -144,7 +145,7 @@ def universe_load() -> None:
     plan = plan_of(batches)
     registration = register_symbols(plan)
     fetched = map_fetch_bars(batches)
-    upserted = upsert_bars.partial(plan=plan).expand(fetch_result=fetched.output)
+    upserted = upsert_bars.partial(job_id=job_id_of(batches)).expand(fetch_result=fetched.output)
     checked = check_bar_counts(plan, upserted, registration)
     finished = finish_job(plan, upserted, registration)
     checked >> finished

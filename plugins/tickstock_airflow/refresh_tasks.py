@@ -11,7 +11,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.timeframes import Timeframe
-from tickstock_airflow.tasks import PLAN_KEY, job_status_store, massive_hook, pg_connection
+from tickstock_airflow.tasks import JOB_ID_KEY, PLAN_KEY, job_status_store, massive_hook, pg_connection
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         fields={"run_id": run_id, "source": "nightly_refresh"},
     )
     check_days = int(params.get("check_days", DEFAULT_CHECK_DAYS))
+    context["ti"].xcom_push(key=JOB_ID_KEY, value=job_id)
     context["ti"].xcom_push(
         key=PLAN_KEY,
         value={

@@ -106,6 +106,7 @@ def planned_windows(plan: Mapping[str, Any]) -> dict[Timeframe, LoadWindow]:
 
 
 PLAN_KEY = "plan"
+JOB_ID_KEY = "job_id"
 
 
 def plan_of(planner: XComArg) -> XComArg:
@@ -115,6 +116,16 @@ def plan_of(planner: XComArg) -> XComArg:
     publish everything else (symbols, job id, check windows) under :data:`PLAN_KEY`.
     """
     return XComArg(planner.operator, key=PLAN_KEY)
+
+
+def job_id_of(planner: XComArg) -> XComArg:
+    """Return the job id a planning task publishes on its own (XCom key ``job_id``).
+
+    Mapped tasks take only this, not the whole plan: the plan holds every symbol (and, in a
+    refresh, each one's check bounds), and every task instance that takes it pulls, renders and
+    stores it again (hundreds of KB, hundreds of times per run).
+    """
+    return XComArg(planner.operator, key=JOB_ID_KEY)
 
 
 @task
@@ -167,6 +178,7 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
         message=f"Starting load of {len(request.symbols)} symbols",
         fields={"run_id": run_id, "source": request.source or ""},
     )
+    context["ti"].xcom_push(key=JOB_ID_KEY, value=job_id)
     context["ti"].xcom_push(
         key=PLAN_KEY,
         value={
@@ -212,8 +224,8 @@ def register_symbols(plan: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # none_failed: in nightly_refresh one of the two fetch paths is often an empty (skipped) map.
-@task(outlets=list(OHLCV_ASSETS.values()), map_index_template="{{ map_index_label }}", trigger_rule="none_failed")
-def upsert_bars(fetch_result: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:
+@task(map_index_template="{{ map_index_label }}", trigger_rule="none_failed")
+def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
     """Merge one fetched batch from staging into its OHLCV table, in one transaction."""
     from tickstock.staging import merge_staged
 
@@ -249,7 +261,7 @@ def upsert_bars(fetch_result: Mapping[str, Any], plan: Mapping[str, Any]) -> dic
 
     errors = [f"{s}: {timeframe.value} bars: {r}" for s, r in result["failed"].items()]
     job_status_store().update(
-        plan["job_id"],
+        job_id,
         increments={RESULT_FIELD[timeframe]: merged.staged.total()},
         errors=errors,
         batches_done=1,
@@ -258,7 +270,9 @@ def upsert_bars(fetch_result: Mapping[str, Any], plan: Mapping[str, Any]) -> dic
     return result
 
 
-@task(trigger_rule="none_failed")
+# The OHLCV assets are updated once per run, by the task that proves the bars complete: one event
+# per table for downstream DAGs, not one per table from each of hundreds of mapped upserts.
+@task(outlets=list(OHLCV_ASSETS.values()), trigger_rule="none_failed")
 def check_bar_counts(
     plan: Mapping[str, Any], upserts: Sequence[Mapping[str, Any]], registration: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

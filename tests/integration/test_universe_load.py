@@ -37,6 +37,22 @@ def _expected(symbols, hour, day, week, month):
     return {(s, tf): n for s in symbols for tf, n in zip(TABLES, (hour, day, week, month), strict=True)}
 
 
+def _asset_events(run_id):
+    """(source task, asset URI) of the asset events a run emitted, from Airflow's metadata DB."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.source_task_id, AssetModel.uri)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetEvent.source_run_id == run_id)
+            .order_by(AssetModel.uri)
+        ).all()
+    return [tuple(row) for row in rows]
+
+
 def _job(redis_client, job_id):
     return JobStatusStore(redis_client).get(job_id)
 
@@ -59,6 +75,10 @@ def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_d
     }
     names = dict(pg_conn.execute("SELECT symbol, name FROM symbols").fetchall())
     assert names == {"SCHG": "Schwab U.S. Large-Cap Growth ETF", "VUG": "Vanguard Growth ETF"}
+    assert _asset_events(run.run_id) == [
+        ("check_bar_counts", f"tickstock://tickstock_db/{table}")
+        for table in ("ohlcv_daily", "ohlcv_hourly", "ohlcv_monthly", "ohlcv_weekly")
+    ]  # once per table per run, after the check, not from every mapped upsert
     assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (0,)
     # the design document's log lines, which operators grep for (task loggers print to the console)
     logs = caplog.text + capfd.readouterr().out

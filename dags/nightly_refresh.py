@@ -18,10 +18,11 @@ from __future__ import annotations
 from airflow.sdk import CronTriggerTimetable, Param, dag
 from pendulum import datetime, duration
 
-from tickstock.load_request import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_HOURLY_DAYS
+from tickstock.load_request import MAX_BATCH_SIZE, MAX_HOURLY_DAYS
 from tickstock_airflow.hooks.massive import MASSIVE_POOL
 from tickstock_airflow.refresh_tasks import (
     DEFAULT_CHECK_DAYS,
+    DEFAULT_REFRESH_BATCH_SIZE,
     fetch_grouped_daily,
     plan_refresh,
 )
@@ -52,7 +53,14 @@ PARAMS = {
     ),
     "hourly_days": Param(2, type="integer", minimum=0, maximum=MAX_HOURLY_DAYS, title="Hourly sessions"),
     "hourly_session": Param("regular", type="string", enum=["regular", "extended"], title="Hourly session"),
-    "batch_size": Param(DEFAULT_BATCH_SIZE, type="integer", minimum=1, maximum=MAX_BATCH_SIZE, title="Batch size"),
+    "batch_size": Param(
+        DEFAULT_REFRESH_BATCH_SIZE,
+        type="integer",
+        minimum=1,
+        maximum=MAX_BATCH_SIZE,
+        title="Batch size",
+        description="Symbols per mapped fetch task (a refresh asks for few bars per symbol, so batches are large).",
+    ),
     "min_completeness": Param(1.0, type="number", minimum=0, maximum=1, title="Minimum completeness"),
     "job_id": Param(None, type=["null", "string"], title="Job id", description="Default: the run id."),
 }

@@ -146,6 +146,8 @@ def run_refresh(
     profile: bool = False,
     log: Callable[[str], None] = print,
 ) -> Section:
+    from tickstock_airflow.refresh_tasks import DEFAULT_REFRESH_BATCH_SIZE
+
     t_section = time.perf_counter()
     section = Section("6", f"Nightly refresh of a {symbols:,}-symbol universe, one new session")
     loader.set_rate_limit("")
@@ -197,7 +199,8 @@ def run_refresh(
         f"batch 500; {setup}). The simulator's clock then moves to {REFRESH_NOW} (18:30 New York on "
         f"{REFRESH_AS_OF}, a Wednesday, when the schedule fires) and `nightly_refresh` runs through "
         "`airflow dags test` with `as_of` that day and its defaults (2 revision sessions, 2 hourly sessions, "
-        "batch 50, no rate limit), twice: the next session, then the same refresh again. Requests are the "
+        f"batch {DEFAULT_REFRESH_BATCH_SIZE}, no rate limit), twice: the next session, then the same refresh again. "
+        "Requests are the "
         "simulator's own counts; rows are counted with `updated_at` (set only when a row is inserted or a "
         "value changes).",
     ]

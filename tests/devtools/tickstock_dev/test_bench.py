@@ -1,8 +1,9 @@
 """Smoke test of the ``make bench`` harness at tiny sizes: it runs, and writes a complete note.
 
 No timing assertions: numbers on a shared test machine mean nothing. The Airflow-driven
-measurements (2-4) are left to ``make bench`` itself; each ``dags test`` costs tens of seconds and
-the integration tests already run ``universe_load`` the same way.
+measurements 2-4 are left to ``make bench`` itself (each ``dags test`` costs tens of seconds and
+the integration tests already run ``universe_load`` the same way); measurement 6 runs at 5 symbols
+because its request and row counts are exact at any size.
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ def test_quick_bench_writes_the_note(tmp_path):
     assert "## 5. Simulator throughput" in text
     assert "| upsert (fresh) vs COPY | >= 0.5 of COPY |" in text
     assert "/work/" not in text  # no machine paths in a committed note
+
+
+def test_quick_refresh_measurement_makes_exactly_the_expected_requests(tmp_path):
+    """Measurement 6 end to end at 5 symbols: a load, then two nightly_refresh runs through Airflow."""
+    out = tmp_path / "benchmarks.md"
+    assert bench.main(["--quick", "--only", "refresh", "--no-profile", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "## 6. Nightly refresh of a 5-symbol universe, one new session" in text
+    # 3 range requests per symbol (open week, open month, hourly window) + 2 grouped-daily sessions
+    assert "| 6 | refresh requests, next session | = 17 (3 per symbol + 2 grouped) | 17.0 (1 run) | **pass** |" in text
+    assert "| 6 | refresh requests, rerun, same session | = 17 (3 per symbol + 2 grouped) | 17.0 (1 run) |" in text
+    assert "| 6 | rerun changes no row | = 0 rows | 0.00 (1 run) | **pass** |" in text
+    assert "Rows added day 5, hour 35, month 0, week 0" in text  # the new session, 7 regular hours each
 
 
 def test_design_document_loader_loads_every_timeframe(service_urls, schema, massive_sim, redis_client):

@@ -10,7 +10,6 @@ the file as well (``docker compose config -q``; the engine is not needed for tha
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -88,15 +87,6 @@ def read_env_file(path: Path) -> dict[str, str]:
 def documented_vars(path: Path) -> set[str]:
     """Variable names in .env.example, set or commented out (``# NAME=...``)."""
     return set(re.findall(r"^#?\s*([A-Z_][A-Z0-9_]*)=", path.read_text(), flags=re.MULTILINE))
-
-
-def load_init_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("init_tickstock", ROOT / "docker" / "init_tickstock.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -262,15 +252,16 @@ def test_mounted_folders_exist(services: dict[str, dict[str, Any]]) -> None:
     assert {"/opt/airflow/include", "/opt/airflow/plugins"} <= set(python_path)
 
 
-def test_connection_ids_in_code_are_created_by_init(services: dict[str, dict[str, Any]]) -> None:
+def test_connection_ids_in_code_are_created_by_init(
+    services: dict[str, dict[str, Any]], init_module: ModuleType
+) -> None:
     pattern = re.compile(
         r"""(?:_conn_id\s*[:=]\s*(?:str\s*=\s*)?|CONN_ID\s*=\s*|default_conn_name\s*=\s*)["']([a-z0-9_]+)["']"""
     )
     used = {m for path in code_files() for m in pattern.findall(path.read_text())}
     used |= {m.lower() for path in code_files() for m in re.findall(r"AIRFLOW_CONN_([A-Z0-9_]+)", path.read_text())}
     assert used >= KNOWN_CONN_IDS, f"the grep found only {sorted(used)}"
-    init = load_init_module()
-    created = init.connections_from_env(environment(services["airflow-init"]))
+    created = init_module.connections_from_env(environment(services["airflow-init"]))
     assert used <= set(created), f"not created by airflow-init: {sorted(used - set(created))}"
     common = environment(services["airflow-scheduler"])
     assert created["tickstock_db"]["host"] == urlsplit(common["TICKSTOCK_POSTGRES_URL"]).hostname
@@ -286,17 +277,18 @@ def test_tickstock_env_vars_in_code_are_provided(services: dict[str, dict[str, A
         assert not missing, f"{name} lacks {sorted(missing)}"
 
 
-def test_init_creates_pool_variable_and_schema(raw: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+def test_init_creates_pool_variable_and_schema(
+    raw: dict[str, Any], services: dict[str, dict[str, Any]], init_module: ModuleType
+) -> None:
     script = " ".join(raw["services"]["airflow-init"]["command"])
     assert "python /opt/airflow/docker/init_tickstock.py" in script
-    init = load_init_module()
     source = (ROOT / "docker" / "init_tickstock.py").read_text()
-    assert init.MASSIVE_POOL == "massive_api"
+    assert init_module.MASSIVE_POOL == "massive_api"
     assert '"-m", "tickstock.schema"' in source
     assert environment(services["airflow-init"])["TICKSTOCK_REQUIRE_HYPERTABLES"] == "true"
     # The pool the DAG tasks are assigned to is the one init creates.
     pools = {m for path in code_files() for m in re.findall(r'MASSIVE_POOL\s*=\s*"([^"]+)"', path.read_text())}
-    assert pools == {init.MASSIVE_POOL}, f"the code's pool constant(s): {sorted(pools)}"
+    assert pools == {init_module.MASSIVE_POOL}, f"the code's pool constant(s): {sorted(pools)}"
 
 
 def _compose_cli() -> list[str] | None:

@@ -8,14 +8,12 @@ exercised only through its refusal).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import psycopg
 import pytest
@@ -38,15 +36,6 @@ with create_session() as session:
     variables = {v.key: v.val for v in session.scalars(select(Variable))}
 print(json.dumps({"connections": conns, "pools": pools, "variables": variables}))
 """
-
-
-def load_init_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("init_tickstock", ROOT / "docker" / "init_tickstock.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -110,31 +99,28 @@ def test_init_creates_connections_pool_variable_and_schema(airflow_home, service
 
 
 @pytest.mark.integration
-def test_init_refuses_plain_postgres_when_hypertables_are_required(service_urls, schema) -> None:
-    init = load_init_module()
+def test_init_refuses_plain_postgres_when_hypertables_are_required(service_urls, schema, init_module) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
-    with pytest.raises(init.InitError, match="TimescaleDB is not active"):
-        init.apply_schema_and_check(env, service_urls.postgres_url, require_hypertables=True)
-    assert init.apply_schema_and_check(env, service_urls.postgres_url, require_hypertables=False) == []
+    with pytest.raises(init_module.InitError, match="TimescaleDB is not active"):
+        init_module.apply_schema_and_check(env, service_urls.postgres_url, require_hypertables=True)
+    assert init_module.apply_schema_and_check(env, service_urls.postgres_url, require_hypertables=False) == []
 
 
-def test_init_refuses_a_missing_key() -> None:
-    init = load_init_module()
+def test_init_refuses_a_missing_key(init_module) -> None:
     env = {"TICKSTOCK_POSTGRES_URL": "postgresql://u:p@db/x", "TICKSTOCK_REDIS_URL": "redis://r:6379/0"}
-    with pytest.raises(init.InitError, match="MASSIVE_API_KEY"):
-        init.connections_from_env({**env, "MASSIVE_API_KEY": "  "})
-    assert init.main({**env, "MASSIVE_API_KEY": ""}) == 2
+    with pytest.raises(init_module.InitError, match="MASSIVE_API_KEY"):
+        init_module.connections_from_env({**env, "MASSIVE_API_KEY": "  "})
+    assert init_module.main({**env, "MASSIVE_API_KEY": ""}) == 2
 
 
-def test_connection_urls_translate_like_the_dev_services() -> None:
+def test_connection_urls_translate_like_the_dev_services(init_module) -> None:
     """Compose and `make airflow` describe the same servers through one translation."""
     from tickstock import connections
     from tickstock_dev import services
 
-    init = load_init_module()
-    assert init.postgres_connection is connections.postgres_connection is services.postgres_connection
-    assert init.redis_connection is connections.redis_connection is services.redis_connection
-    pg = init.postgres_connection("postgresql://tick%40user:s%3Acret@timescaledb:5432/tickstock")
+    assert init_module.postgres_connection is connections.postgres_connection is services.postgres_connection
+    assert init_module.redis_connection is connections.redis_connection is services.redis_connection
+    pg = init_module.postgres_connection("postgresql://tick%40user:s%3Acret@timescaledb:5432/tickstock")
     assert (pg["host"], pg["login"], pg["password"], pg["schema"], pg["port"]) == (
         "timescaledb",
         "tick@user",
@@ -142,7 +128,7 @@ def test_connection_urls_translate_like_the_dev_services() -> None:
         "tickstock",
         5432,
     )
-    assert init.redis_connection("rediss://:pw@tickstock-redis:6380/2") == {
+    assert init_module.redis_connection("rediss://:pw@tickstock-redis:6380/2") == {
         "conn_type": "redis",
         "host": "tickstock-redis",
         "port": 6380,

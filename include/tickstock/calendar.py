@@ -78,6 +78,20 @@ def session_open(day: date) -> datetime:
     return nyse().session_open(day.isoformat()).to_pydatetime()
 
 
+def started_sessions(days: list[date], now: datetime) -> list[date]:
+    """Return the sessions of ``days`` (oldest first) whose regular open is at or before ``now``.
+
+    A session's daily bar may exist from its first (pre-market) trade; only sessions whose regular
+    open has passed are *expected*, so a run before the open does not fail the check. Opens grow
+    with the date, so only the newest sessions can be ahead of ``now``: trim the tail instead of
+    asking the calendar about every session (a refresh passes decades of them).
+    """
+    end = len(days)
+    while end and session_open(days[end - 1]) > now:
+        end -= 1
+    return days[:end]
+
+
 def session_close(day: date) -> datetime:
     """Return the regular-session close of ``day`` (13:00 ET on early closes) in UTC."""
     return nyse().session_close(day.isoformat()).to_pydatetime()

@@ -45,12 +45,6 @@ class LoadWindow:
         return len(self.expected)
 
 
-def _started_sessions(days: list[date], now: datetime) -> list[date]:
-    # A session's daily bar may exist from its first (pre-market) trade; only sessions whose
-    # regular open has passed are *expected*, so a run before the open does not fail the check.
-    return [d for d in days if calendar.session_open(d) <= now]
-
-
 def plan_windows(
     *,
     as_of: date,
@@ -71,7 +65,7 @@ def plan_windows(
     """
     now = now or datetime.now(UTC)
     windows: dict[Timeframe, LoadWindow] = {}
-    daily = _started_sessions(calendar.sessions(as_of - timedelta(days=days), as_of), now)
+    daily = calendar.started_sessions(calendar.sessions(as_of - timedelta(days=days), as_of), now)
     if daily:
         first, last = daily[0], daily[-1]
         if Timeframe.DAY in timeframes:
@@ -83,7 +77,7 @@ def plan_windows(
             months = tuple(sorted({calendar.month_start(d) for d in daily}))
             windows[Timeframe.MONTH] = LoadWindow(Timeframe.MONTH, first, last, months)
     if Timeframe.HOUR in timeframes and hourly_days > 0:
-        hourly_sessions = _started_sessions(calendar.last_sessions(as_of, hourly_days), now)
+        hourly_sessions = calendar.started_sessions(calendar.last_sessions(as_of, hourly_days), now)
         hours = tuple(
             start
             for day in hourly_sessions

@@ -61,7 +61,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     except InvalidRequest as exc:
         raise AirflowFailException(f"Invalid refresh request: {exc}") from exc
     as_of_is_session = calendar.is_session(as_of)
-    sessions = [d for d in calendar.sessions(calendar.CALENDAR_START, as_of) if calendar.session_open(d) <= planned_at]
+    sessions = calendar.started_sessions(calendar.sessions(calendar.CALENDAR_START, as_of), planned_at)
 
     with pg_connection() as conn:
         apply_schema(conn)

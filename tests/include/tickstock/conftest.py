@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tickstock.job_status import STATUS_CHANNEL
+from tickstock.job_status import STATUS_CHANNEL, JobState, JobStatusStore
+from tickstock.jobs import run_id_for
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     import redis
 
@@ -57,3 +58,24 @@ def status_feed(redis_client: redis.Redis) -> Iterator[StatusFeed]:
     feed = StatusFeed(redis_client)
     yield feed
     feed.close()
+
+
+def _report_run(store: JobStatusStore, job_id: str, status: JobState = JobState.PROCESSING) -> None:
+    """Write what the run's tasks write: ``plan_load``'s processing, then ``finish_job``'s end."""
+    store.update(
+        job_id,
+        status=JobState.PROCESSING,
+        progress=0,
+        total_symbols=2,
+        batches_total=8,
+        message="Starting load of 2 symbols",
+        fields={"run_id": run_id_for(job_id), "source": ""},
+    )
+    if status is not JobState.PROCESSING:
+        store.update(job_id, status=status, progress=100, message=f"run ended {status.value}")
+
+
+@pytest.fixture
+def report_run() -> Callable[..., None]:
+    """``report_run(store, job_id, status=processing)``: the status writes of a universe_load run."""
+    return _report_run

@@ -96,19 +96,6 @@ def test_final_summary_replaces_the_error_list(redis_client):
     assert final["results"]["errors"] == ["AAA: boom", "BBB: unknown"]
 
 
-def _processing(store: JobStatusStore, job_id: str) -> None:
-    """Write what ``plan_load`` writes when the run starts."""
-    store.update(
-        job_id,
-        status=JobState.PROCESSING,
-        progress=0,
-        total_symbols=2,
-        batches_total=8,
-        message="Starting load of 2 symbols",
-        fields={"run_id": f"redis__{job_id}", "source": "test"},
-    )
-
-
 class TestConditionalUpdate:
     """``if_status_in``: the check and the write are one script, so no writer can slip between."""
 
@@ -132,9 +119,9 @@ class TestConditionalUpdate:
         "prior",
         [JobState.PROCESSING, JobState.COMPLETED, JobState.COMPLETED_WITH_ERRORS, JobState.FAILED],
     )
-    def test_queued_is_refused_after_the_run_reported(self, redis_client, status_feed, prior):
+    def test_queued_is_refused_after_the_run_reported(self, redis_client, status_feed, report_run, prior):
         store = JobStatusStore(redis_client)
-        _processing(store, "job-6")
+        report_run(store, "job-6")
         if prior is not JobState.PROCESSING:
             store.update("job-6", status=prior, progress=100, message="done", batches_done=8)
         redis_client.expire(status_key("job-6"), 60)
@@ -184,11 +171,11 @@ class TestConditionalUpdate:
         assert state.applied is True
         assert state["status"] == "processing"
 
-    def test_works_on_a_client_returning_bytes(self, service_urls, redis_client):
+    def test_works_on_a_client_returning_bytes(self, service_urls, redis_client, report_run):
         raw_client = redis.Redis.from_url(service_urls.redis_url)
         store = JobStatusStore(raw_client)
         assert store.update("job-10", status="queued", if_status_in=BEFORE_PROCESSING).applied
-        _processing(store, "job-10")
+        report_run(store, "job-10")
         refused = store.update("job-10", status="queued", if_status_in=BEFORE_PROCESSING)
         assert (refused.applied, refused["status"]) == (False, "processing")
         raw_client.close()

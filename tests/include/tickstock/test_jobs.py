@@ -201,21 +201,6 @@ class TestClaimAndSettle:
         assert stream.pending_count() == 0
 
 
-def _plan_load_reports(store: JobStatusStore, job_id: str, status: JobState) -> None:
-    """Write what the run's tasks write: ``plan_load``'s processing, then ``finish_job``'s end."""
-    store.update(
-        job_id,
-        status=JobState.PROCESSING,
-        progress=0,
-        total_symbols=2,
-        batches_total=8,
-        message="Starting load of 2 symbols",
-        fields={"run_id": run_id_for(job_id), "source": ""},
-    )
-    if status is not JobState.PROCESSING:
-        store.update(job_id, status=status, progress=100, message=f"run ended {status.value}")
-
-
 class RunStartsBeforeFirstWrite(JobStatusStore):
     """A store whose first write for ``job_id`` reaches Redis just after the run reported ``status``.
 
@@ -223,15 +208,16 @@ class RunStartsBeforeFirstWrite(JobStatusStore):
     run had not started yet, and wrote after it had.
     """
 
-    def __init__(self, client, job_id: str, status: JobState) -> None:
+    def __init__(self, client, job_id: str, status: JobState, report_run) -> None:
         super().__init__(client)
+        self._report_run = report_run
         self._pending: tuple[str, JobState] | None = (job_id, status)
 
     def update(self, job_id, **changes):
         if self._pending and self._pending[0] == job_id:
             _, status = self._pending
             self._pending = None
-            _plan_load_reports(JobStatusStore(self._client), job_id, status)
+            self._report_run(JobStatusStore(self._client), job_id, status)
         return super().update(job_id, **changes)
 
 
@@ -243,7 +229,7 @@ class TestStatusNeverMovesBackwards:
         "run_reported",
         [JobState.PROCESSING, JobState.COMPLETED, JobState.COMPLETED_WITH_ERRORS, JobState.FAILED],
     )
-    def test_run_starting_after_the_check_keeps_its_status(self, redis_client, status_feed, run_reported):
+    def test_run_starting_after_the_check_keeps_its_status(self, redis_client, status_feed, report_run, run_reported):
         stream, store = JobStream(redis_client), JobStatusStore(redis_client)
         submit_job(redis_client, message(job_id="race"))
         plans = claim_jobs(stream, store, limit=10)
@@ -252,7 +238,7 @@ class TestStatusNeverMovesBackwards:
         def run_state(run_id: str) -> str:
             # Airflow answers "queued", and the run starts right after that answer.
             asked.append(run_id)
-            _plan_load_reports(JobStatusStore(redis_client), "race", run_reported)
+            report_run(JobStatusStore(redis_client), "race", run_reported)
             return "queued"
 
         counts = settle_jobs(stream, store, plans, run_state)
@@ -268,7 +254,7 @@ class TestStatusNeverMovesBackwards:
         assert published == expected
         assert final["message"] != "Queued as Airflow run redis__race"
 
-    def test_run_not_started_yet_is_reported_queued(self, redis_client, status_feed):
+    def test_run_not_started_yet_is_reported_queued(self, redis_client, status_feed, report_run):
         stream, store = JobStream(redis_client), JobStatusStore(redis_client)
         submit_job(redis_client, message(job_id="calm", source="admin_ui"))
         plans = claim_jobs(stream, store, limit=10)
@@ -278,7 +264,7 @@ class TestStatusNeverMovesBackwards:
         assert published[0]["run_id"] == "redis__calm"
         assert published[0]["source"] == "admin_ui"
         # Then the run starts, reports processing, and a redelivered copy is settled again.
-        _plan_load_reports(store, "calm", JobState.PROCESSING)
+        report_run(store, "calm", JobState.PROCESSING)
         submit_job(redis_client, message(job_id="calm", source="admin_ui"))
         settle_jobs(stream, store, claim_jobs(stream, store, limit=10), {"redis__calm": "queued"}.get)
         assert store.get("calm")["status"] == "processing"
@@ -286,10 +272,10 @@ class TestStatusNeverMovesBackwards:
 
     @pytest.mark.parametrize("run_reported", [JobState.PROCESSING, JobState.COMPLETED])
     def test_broken_copy_rejected_as_the_run_starts_does_not_mark_it_failed(
-        self, redis_client, status_feed, run_reported
+        self, redis_client, status_feed, report_run, run_reported
     ):
         stream = JobStream(redis_client)
-        store = RunStartsBeforeFirstWrite(redis_client, "live", run_reported)
+        store = RunStartsBeforeFirstWrite(redis_client, "live", run_reported, report_run)
         submit_job(redis_client, message(job_id="live", days=0, years=None))
         assert claim_jobs(stream, store, limit=10) == []
         assert store.get("live")["status"] == run_reported.value

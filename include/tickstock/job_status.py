@@ -257,6 +257,34 @@ class JobStatusStore:
             )
         return state
 
+    def start(
+        self,
+        job_id: str,
+        *,
+        total_symbols: int,
+        batches_total: int,
+        message: str,
+        fields: Mapping[str, str] | None = None,
+    ) -> JobStatus:
+        """Report a run's start: ``processing`` at 0 %, with this run's counters from zero.
+
+        The same job id is started again when a run is cleared in Airflow or retried from the
+        planner; without the reset, ``batches_done`` and the bar counters of the previous run
+        would carry over (progress at 99 % from the first batch, bar counts doubled until the
+        final summary replaces them).
+        """
+        return self.update(
+            job_id,
+            status=JobState.PROCESSING,
+            progress=0,
+            total_symbols=total_symbols,
+            batches_total=batches_total,
+            message=message,
+            fields={**(fields or {}), "batches_done": "0"},
+            results=dict.fromkeys(RESULT_COUNTERS, 0),
+            replace_errors=True,
+        )
+
     def get(self, job_id: str) -> dict[str, Any] | None:
         """Return the job's public state, or ``None`` when it is unknown or expired."""
         raw = self._client.hgetall(status_key(job_id))

@@ -26,7 +26,6 @@ DEFAULT_REFRESH_BATCH_SIZE = 250
 def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     """Find what every active symbol needs and turn it into fetch batches (or grouped-daily requests)."""
     from tickstock import calendar
-    from tickstock.job_status import JobState
     from tickstock.load_request import InvalidRequest, parse_load_request
     from tickstock.plan import MAX_MAPPED_TASKS
     from tickstock.refresh import (
@@ -133,10 +132,8 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     log.info(
         "%d fetch batches, %d grouped-daily requests planned", len(batches), sum(len(g["sessions"]) for g in grouped)
     )
-    job_status_store().update(
+    job_status_store().start(
         job_id,
-        status=JobState.PROCESSING,
-        progress=0,
         total_symbols=len(symbols),
         batches_total=len(batches) + len(grouped),
         message=f"Nightly refresh of {len(symbols)} symbols as of {as_of}",

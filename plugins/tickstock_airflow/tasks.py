@@ -109,6 +109,16 @@ PLAN_KEY = "plan"
 JOB_ID_KEY = "job_id"
 
 
+def mapped_results(results: Sequence[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
+    """Return every result of a mapped task in one request.
+
+    Iterating Airflow's lazy XCom sequence fetches one XCom per item and then probes the index
+    past the end, which the task SDK logs at error level (``XCom not found … offset=N``) in a run
+    that succeeds. A full slice is one ``GetXComSequenceSlice`` request and probes nothing.
+    """
+    return [] if results is None else list(results[:])
+
+
 def plan_of(planner: XComArg) -> XComArg:
     """Return the plan a planning task publishes next to its batches (XCom key ``plan``).
 
@@ -169,10 +179,8 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
         )
     with pg_connection() as conn:
         apply_schema(conn)
-    job_status_store().update(
+    job_status_store().start(
         job_id,
-        status=JobState.PROCESSING,
-        progress=0,
         total_symbols=len(request.symbols),
         batches_total=len(plan.batches),
         message=f"Starting load of {len(request.symbols)} symbols",
@@ -283,7 +291,7 @@ def check_bar_counts(
     context = get_current_context()
     summary = summarise(
         symbols=plan["symbols"],
-        batch_results=list(upserts or []),
+        batch_results=mapped_results(upserts),
         planned_batches=plan["batch_count"],
         unknown_symbols=(registration or {}).get("unknown", []),
         daily_expected=plan.get("daily_required", True),
@@ -318,7 +326,7 @@ def finish_job(
 
     context = get_current_context()
     outcome = context["ti"].xcom_pull(task_ids="check_bar_counts", key="outcome")
-    upserts = list(upserts or [])
+    upserts = mapped_results(upserts)
     summary = summarise(
         symbols=plan["symbols"],
         batch_results=upserts,

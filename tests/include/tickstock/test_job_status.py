@@ -6,7 +6,14 @@ import threading
 import pytest
 import redis
 
-from tickstock.job_status import BEFORE_PROCESSING, STATUS_CHANNEL, JobState, JobStatusStore, status_key
+from tickstock.job_status import (
+    BEFORE_PROCESSING,
+    RESULT_COUNTERS,
+    STATUS_CHANNEL,
+    JobState,
+    JobStatusStore,
+    status_key,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +194,25 @@ class TestConditionalUpdate:
         with pytest.raises(ValueError, match="'started' is not a valid JobState"):
             store.update("job-11", status="queued", if_status_in={None, "started"})
         assert store.get("job-11") is None
+
+
+def test_a_restarted_job_counts_from_zero(redis_client, status_feed):
+    """A run cleared in Airflow starts its job again: progress and counters are this run's only."""
+    store = JobStatusStore(redis_client)
+    store.start("job-r", total_symbols=2, batches_total=4, message="first run")
+    for _ in range(4):
+        store.update("job-r", increments={"daily_bars": 2}, errors=["SCHG: day bars: 503"], batches_done=1)
+    store.update("job-r", status=JobState.COMPLETED, progress=100, results={"daily_bars": 4})
+
+    started = store.start("job-r", total_symbols=2, batches_total=4, message="second run", fields={"run_id": "r2"})
+    assert (started["status"], started["progress"], started["run_id"]) == ("processing", 0, "r2")
+    assert started["results"] == {**dict.fromkeys(RESULT_COUNTERS, 0), "errors": []}
+    after_one = store.update("job-r", increments={"daily_bars": 2}, batches_done=1)
+    assert after_one["progress"] == 25
+    assert after_one["results"]["daily_bars"] == 2
+    assert [s["status"] for s in status_feed.published()] == [
+        *["processing"] * 5,
+        "completed",
+        "processing",
+        "processing",
+    ]

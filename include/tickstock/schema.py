@@ -511,7 +511,7 @@ def _main(argv: list[str] | None = None) -> int:
     head = head_revision()
     print(f"current: {current or '(none)'}\nhead:    {head}")
     if args.command == "check" and current != head:
-        print(f"behind head: run `{UPGRADE_COMMAND}`", file=sys.stderr)
+        print(f"not at head ({current or 'no revision'} != {head}): run `{UPGRADE_COMMAND}`", file=sys.stderr)
         return 1
     return 0
 

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tickstock.schema import (
+    ADDED_BY_0001,
     SchemaNotAtHead,
     SchemaUpgradeError,
     column_types,
@@ -140,6 +141,14 @@ def test_upgrade_of_an_empty_database_is_exactly_the_create_table_files(new_data
     version_table = [c for c in schema_a["columns"] if c[0] == "tickstock_schema_version"]
     assert [c[1] for c in version_table] == ["version_num"]
     assert _without_version_table(schema_a) == schema_b
+
+    # A database the loader made before migrations existed is adopted as it is: only stamped.
+    assert upgrade(created).before is None
+    with psycopg.connect(created) as conn:
+        assert _without_version_table(catalog(conn)) == schema_b
+        assert current_revision(conn) == head_revision()
+        marked = conn.execute("SELECT count(*) FROM pg_description WHERE description = %s", (ADDED_BY_0001,))
+        assert marked.fetchone() == (0,)  # nothing added, so its downgrade would remove nothing
 
 
 @pytest.mark.parametrize("variant", [None, "surrogate_ids", "natural_keys"])

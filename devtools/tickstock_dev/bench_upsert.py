@@ -104,12 +104,10 @@ def _explain_merge(conn: psycopg.Connection, batch: list[Bar]) -> list[str]:
     """EXPLAIN ANALYZE of one fresh batch's merge (rolled back): where the server spends the merge."""
     from psycopg import sql
 
-    from tickstock.sqlfiles import read_sql
+    from tickstock.staging import merge_statement
 
     key = load_key("bench-explain", Timeframe.DAY, 0)
-    statement = sql.SQL(read_sql("dml/merge_staging.sql")).format(
-        table=sql.Identifier("ohlcv_daily"), time_column=sql.Identifier("date"), staged_key=sql.Identifier("period")
-    )
+    statement = merge_statement(conn, Timeframe.DAY)
     conn.execute("TRUNCATE ohlcv_daily, ohlcv_staging")
     stage_bars(conn, key, batch)
     rows: list[str] = []
@@ -136,7 +134,7 @@ def run(
     """Measure raw COPY, fresh upsert and full re-upsert, interleaved, ``runs`` times."""
     import os
 
-    from tickstock.schema import apply_schema
+    from tickstock.schema import upgrade
     from tickstock_dev import bench_profile
 
     t_section = time.perf_counter()
@@ -145,8 +143,8 @@ def run(
     copy_rates, fresh_rates, again_rates = [], [], []
     fresh_stage, fresh_merge, again_stage, again_merge = [], [], [], []
     profiles: list[bench_profile.Profile] = []
+    upgrade(postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        apply_schema(conn)
         conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
         conn.execute(f"CREATE TABLE {COPY_TABLE} (LIKE ohlcv_daily INCLUDING ALL)")
         for r in range(runs):

@@ -189,13 +189,10 @@ def main() -> int:
             os.environ.update(env)
             out.write("Preparing Airflow's metadata DB ...\n")
             ensure_airflow_db(env)
-            import psycopg
+            from tickstock.schema import upgrade
 
-            from tickstock.schema import apply_schema
-
-            with psycopg.connect(urls.postgres_url) as conn:
-                apply_schema(conn)
-            out.write("Schema applied (symbols, ohlcv_hourly, ohlcv_daily, ohlcv_weekly, ohlcv_monthly)\n\n")
+            schema = upgrade(urls.postgres_url)
+            out.write(f"Schema at revision {schema.after} (python -m tickstock.schema upgrade)\n\n")
 
             from airflow.dag_processing.dagbag import DagBag
 

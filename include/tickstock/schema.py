@@ -174,7 +174,6 @@ def adopt_columns_ddl(table: str, added: tuple[tuple[str, str], ...], accepted: 
     )
     return _render(
         sql.SQL(read_sql("ddl/adopt_columns.sql")).format(
-            table=sql.Identifier(table),
             table_name=sql.Literal(table),
             add_columns=add_columns,
             columns=columns,

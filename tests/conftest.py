@@ -70,15 +70,15 @@ def service_urls(pytestconfig: pytest.Config) -> services.ServiceUrls:
 
 @pytest.fixture(scope="session")
 def schema(service_urls: services.ServiceUrls) -> None:
-    from tickstock.schema import apply_schema
+    """The test database upgraded to head, as tooling does (load runs only check the revision)."""
+    from tickstock.schema import upgrade
 
-    with psycopg.connect(service_urls.postgres_url) as conn:
-        apply_schema(conn)
+    upgrade(service_urls.postgres_url)
 
 
 @pytest.fixture
 def pg_conn(service_urls: services.ServiceUrls, schema: None) -> Iterator[psycopg.Connection]:
-    """A connection to the test database with the schema applied and every table empty."""
+    """A connection to the test database at the schema head, every table empty."""
     from tickstock.timeframes import OHLCV_TABLES
 
     with psycopg.connect(service_urls.postgres_url, autocommit=True) as conn:

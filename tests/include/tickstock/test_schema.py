@@ -5,7 +5,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tickstock.schema import apply_schema, hypertable_ddl, ohlcv_table_ddl, timescaledb_enabled
+from tickstock.schema import (
+    current_revision,
+    head_revision,
+    hypertable_ddl,
+    ohlcv_table_ddl,
+    timescaledb_enabled,
+    upgrade,
+)
 from tickstock.timeframes import OHLCV_TABLES, Timeframe
 
 if TYPE_CHECKING:
@@ -33,9 +40,10 @@ def _primary_key(conn: psycopg.Connection, table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_schema_applies_twice_and_creates_the_design_documents_tables(pg_conn):
-    apply_schema(pg_conn)
-    apply_schema(pg_conn)  # second time: a no-op, not an error
+def test_upgrade_creates_the_design_documents_tables_and_a_second_upgrade_is_a_no_op(pg_conn):
+    again = upgrade(pg_conn)  # the session fixture upgraded this database already
+    assert (again.before, again.after) == (head_revision(), head_revision())
+    assert current_revision(pg_conn) == head_revision()
 
     symbols = _columns(pg_conn, "symbols")
     for column in (

@@ -113,15 +113,16 @@ function errorText(output) {
 
 /**
  * The one backend session: held by one client at a time, granted to waiting clients in arrival
- * order, reset between clients.
+ * order, reset between clients. The wait timeout runs only while a connected client holds the
+ * session, not while the session of a client that has just left is being reset.
  */
 class BackendSession {
-  constructor(db, waitTimeoutMs, debug) {
+  constructor(db, waitTimeoutMs) {
     this.db = db
     this.waitTimeoutMs = waitTimeoutMs
-    this.debug = debug
     this.holder = null
-    this.waiting = [] // {handler, grant, timer}
+    this.resetting = false
+    this.waiting = [] // {handler, grant, reject, timer}
   }
 
   /** Resolve once `handler` holds the session; reject after the wait timeout. */
@@ -130,20 +131,24 @@ class BackendSession {
       this.holder = handler
       return Promise.resolve()
     }
-    return new Promise((resolve, reject) => {
-      const entry = { handler, grant: resolve }
-      entry.timer = setTimeout(() => {
-        this.waiting = this.waiting.filter((e) => e !== entry)
-        reject(
-          new Error(
-            `the server has one backend session and another client held it for more than ` +
-              `${this.waitTimeoutMs / 1000} s (connect one client at a time)`,
-          ),
-        )
-      }, this.waitTimeoutMs)
+    return new Promise((grant, reject) => {
+      const entry = { handler, grant, reject, timer: null }
       this.waiting.push(entry)
+      if (!this.resetting) this.startTimer(entry)
       log(`client #${handler.handlerId} waits for the session (${this.waiting.length} waiting)`)
     })
+  }
+
+  startTimer(entry) {
+    entry.timer = setTimeout(() => {
+      this.waiting = this.waiting.filter((e) => e !== entry)
+      entry.reject(
+        new Error(
+          `the server has one backend session and another client held it for more than ` +
+            `${this.waitTimeoutMs / 1000} s (connect one client at a time)`,
+        ),
+      )
+    }, this.waitTimeoutMs)
   }
 
   /** Give the session up (or the place in the queue); reset it and grant it to the next client. */
@@ -155,21 +160,22 @@ class BackendSession {
       return
     }
     if (this.holder !== handler) return
+    this.resetting = true
     try {
       await this.reset()
     } catch (error) {
       log('FATAL: could not reset the session between clients:', error)
       process.exit(70)
-    } finally {
-      this.holder = null
-      const next = this.waiting.shift()
-      if (next) {
-        clearTimeout(next.timer)
-        this.holder = next.handler
-        log(`client #${next.handler.handlerId} gets the session`)
-        next.grant()
-      }
     }
+    this.resetting = false
+    this.holder = null
+    const next = this.waiting.shift()
+    if (!next) return
+    clearTimeout(next.timer)
+    this.holder = next.handler
+    for (const entry of this.waiting) if (entry.timer === null) this.startTimer(entry)
+    log(`client #${next.handler.handlerId} gets the session`)
+    next.grant()
   }
 
   /** End whatever the last client left open: an extended-protocol batch, a transaction, session state. */
@@ -325,7 +331,7 @@ function cString(buffer, offset) {
 class TimescaleSocketServer extends PGLiteSocketServer {
   constructor(options) {
     super(options)
-    this.session = new BackendSession(options.db, options.waitTimeoutMs, options.debug)
+    this.session = new BackendSession(options.db, options.waitTimeoutMs)
   }
 
   async handleConnection(socket) {

@@ -208,6 +208,7 @@ class TimescaleSocketHandler extends PGLiteSocketHandler {
     this.pumping = false
     this.started = false // the startup message has been handled
     this.copy = null // Buffer[] of the COPY sequence being collected
+    this.closing = false // Terminate or FATAL: read nothing more
     this.released = false
   }
 
@@ -216,7 +217,7 @@ class TimescaleSocketHandler extends PGLiteSocketHandler {
     if (this.pumping) return 0 // the running pump picks the new bytes up
     this.pumping = true
     try {
-      while (this.socket && this.active) {
+      while (this.socket && this.active && !this.closing) {
         const msg = this.nextMessage()
         if (msg === null) break
         await this.handleMessage(msg)
@@ -254,7 +255,7 @@ class TimescaleSocketHandler extends PGLiteSocketHandler {
     }
     switch (type) {
       case 'X': // Terminate ends this client, not the shared backend
-        return this.socket?.end()
+        return this.close()
       case 'Q': {
         const match = COPY_FROM_STDIN.exec(cString(msg, 5))
         if (match) {
@@ -278,7 +279,7 @@ class TimescaleSocketHandler extends PGLiteSocketHandler {
   async handleStartupPhase(msg) {
     const code = msg.length >= 8 ? msg.readInt32BE(4) : 0
     if (code === SSL_REQUEST || code === GSSENC_REQUEST) return this.send(Buffer.from('N'))
-    if (code === CANCEL_REQUEST) return this.socket?.end()
+    if (code === CANCEL_REQUEST) return this.close()
     if (code !== PROTOCOL_3) return this.fail('08P01', `unsupported frontend protocol ${code >>> 16}.${code & 0xffff}`)
     try {
       await this.session.acquire(this)
@@ -310,7 +311,14 @@ class TimescaleSocketHandler extends PGLiteSocketHandler {
   async fail(code, text) {
     log(`client #${this.handlerId}: FATAL ${code} ${text}`)
     await this.send(errorResponse('FATAL', code, text))
-    this.socket?.end()
+    this.close()
+  }
+
+  /** Close the connection for good, as a backend does after Terminate or FATAL. */
+  close() {
+    this.closing = true
+    const socket = this.socket
+    socket?.end(() => socket.destroy())
   }
 
   async detach(close) {
@@ -332,6 +340,12 @@ class TimescaleSocketServer extends PGLiteSocketServer {
   constructor(options) {
     super(options)
     this.session = new BackendSession(options.db, options.waitTimeoutMs)
+  }
+
+  /** Stop listening and drop every client (pglite-socket's stop leaves half-closed sockets open). */
+  async stop() {
+    for (const handler of this.handlers) handler.socket?.destroy()
+    return super.stop()
   }
 
   async handleConnection(socket) {

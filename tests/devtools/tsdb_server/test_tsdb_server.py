@@ -214,3 +214,25 @@ def test_a_reopened_data_dir_reads_its_compressed_hypertable(tmp_path: Path):
             "SELECT count(*) FILTER (WHERE is_compressed), count(*) FROM timescaledb_information.chunks"
             " WHERE hypertable_name = 'ticks'"
         ).fetchone() == (1, 1)
+
+
+def test_prepared_statements_of_one_client_do_not_reach_the_next(tsdb):
+    # psycopg names prepared statements _pg3_0, _pg3_1, ... per connection; on a shared backend
+    # the second client's PREPARE would collide without the reset between clients.
+    for _ in range(2):
+        with psycopg.connect(tsdb.url, prepare_threshold=0) as conn:
+            assert conn.execute("SELECT %s::int + 1", (1,)).fetchone() == (2,)
+            assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (2,)
+
+
+def test_copy_in_the_extended_protocol_is_refused_clearly(tsdb, ticks):
+    conn = psycopg.connect(tsdb.url, prepare_threshold=None)
+    try:
+        conn.pgconn.send_query_params(b"COPY ticks FROM STDIN", None)  # Parse/Bind/Execute, not Query
+        result = conn.pgconn.get_result()
+        assert result.status == psycopg.pq.ExecStatus.FATAL_ERROR
+        assert b"simple query protocol only" in result.error_message
+    finally:
+        conn.close()
+    with tsdb.connect() as conn:
+        assert _count(conn) == 0

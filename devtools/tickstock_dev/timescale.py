@@ -9,8 +9,9 @@ a free loopback port, waits until it accepts connections and stops it, whole, on
 The server has exactly one backend session, shared by whoever is connected. It serves one client
 at a time (later ones wait), so :meth:`TimescaleServer.connect` hands out one connection at a
 time and refuses a second one while the first is open, instead of letting a single-threaded test
-wait for itself. Connections use ``prepare_threshold=None``: the backend is reset between clients,
-but psycopg's statement names are per connection and must not meet an older client's.
+wait for itself. Connections use ``prepare_threshold=None``: the server deallocates prepared
+statements between clients (psycopg's names, ``_pg3_0`` ..., are the same on every connection),
+and not preparing at all keeps a test independent of that reset.
 
 Good for DDL and SQL conformance (hypertables, upserts, compression); not for concurrency,
 locking, background workers or speed.

@@ -2,8 +2,8 @@
 // TimescaleDB for TickStock's conformance tests: PGlite's PostgreSQL 17.5 + TimescaleDB build
 // (WASM, one backend in this process) served over the PostgreSQL wire protocol on loopback.
 //
-// It is @electric-sql/pglite-socket's server and connection handler with four things changed,
-// each because a real client breaks without it:
+// It is @electric-sql/pglite-socket's server and connection handler with these changes, each
+// because a real client breaks without it:
 //   - SSLRequest / GSSENCRequest get 'N' (libpq's default sslmode=prefer waits forever otherwise);
 //     a CancelRequest is answered by closing (PGlite cannot cancel).
 //   - COPY ... FROM STDIN: PGlite cannot resume a COPY across calls, and stock pglite-socket hands
@@ -16,8 +16,9 @@
 //     ends the client, never the backend. When a client goes, its session is reset (open
 //     transaction rolled back, DISCARD ALL) so temp tables, SET and prepared statements of one
 //     client never reach the next.
-//   - A reopened data directory gets LOAD 'timescaledb' before the first client (hypertables
-//     otherwise read as empty); a new one gets CREATE EXTENSION timescaledb.
+//   - A reopened data directory gets LOAD 'timescaledb' before the first client (its compressed
+//     chunks otherwise read as empty); a new one gets CREATE EXTENSION timescaledb.
+//   - Clients get PostgreSQL's session defaults (SESSION_DEFAULTS), not PGlite's boot settings.
 //
 // Usage: node server.mjs [--data-dir DIR] [--host 127.0.0.1] [--port 0] [--wait-timeout 30] [--debug]
 // Prints one line "READY <host> <port> timescaledb=<version> postgres=<version>" once it accepts
@@ -203,7 +204,6 @@ class TimescaleSocketHandler extends PGLiteSocketHandler {
   constructor(options) {
     super(options)
     this.session = options.session
-    this.db = options.db
     this.pending = Buffer.alloc(0)
     this.pumping = false
     this.started = false // the startup message has been handled
@@ -353,7 +353,6 @@ class TimescaleSocketServer extends PGLiteSocketServer {
     const handler = new TimescaleSocketHandler({
       queryQueue: this.queryQueue,
       session: this.session,
-      db: this.db,
       closeOnDetach: true,
       debug: this.debug,
     })

@@ -93,8 +93,12 @@ def upgrade_schema_and_check(env: dict[str, str], postgres_url: str, require_hyp
 
     Populated plain tables are not converted here (``upgrade --hypertables`` is a reviewed step).
     """
-    subprocess.run([sys.executable, "-m", "tickstock.schema", "upgrade", "--dsn", postgres_url], check=True, env=env)
+    upgrade = [sys.executable, "-m", "tickstock.schema", "upgrade", "--dsn", postgres_url]
+    if subprocess.run(upgrade, env=env, check=False).returncode:
+        raise InitError("the TickStock schema upgrade was refused (reason above); nothing was changed")
     import psycopg
+
+    from tickstock.timeframes import OHLCV_TABLES
 
     with psycopg.connect(postgres_url) as conn:
         has_timescale = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
@@ -108,10 +112,17 @@ def upgrade_schema_and_check(env: dict[str, str], postgres_url: str, require_hyp
             if has_timescale
             else []
         )
-    if require_hypertables and not hypertables:
+    if require_hypertables and not has_timescale:
         raise InitError(
             "TimescaleDB is not active in the TickStock database (no hypertables): "
             "is the timescaledb image used and was the data volume initialised by it?"
+        )
+    plain = sorted({t.table for t in OHLCV_TABLES.values()} - set(hypertables))
+    if require_hypertables and plain:
+        raise InitError(
+            f"{', '.join(plain)} stayed plain tables (they hold rows, or a unique key lacks the time column: "
+            "see the upgrade's warnings). Converting them locks and rewrites them; after review run "
+            "`docker compose run --rm --no-deps airflow-cli python -m tickstock.schema upgrade --hypertables`"
         )
     return hypertables
 

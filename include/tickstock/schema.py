@@ -351,6 +351,21 @@ def offline_sql(*, start: str | None = None, hypertables: bool = False, revision
     return output.getvalue()
 
 
+def column_types(conn: psycopg.Connection, table: str) -> dict[str, str]:
+    """Return ``{column: type}`` of ``table`` from the catalog (``format_type`` without modifiers).
+
+    An adopted table keeps the user's types (VARCHAR, NUMERIC(12,4), BIGINT, ``timestamp without
+    time zone``); SQL that must treat them differently reads them here once per task.
+    """
+    rows = conn.execute(read_sql("ddl/column_types.sql"), {"table": table}).fetchall()
+    return dict(rows)
+
+
+def is_naive_instant(column_type: str) -> bool:
+    """Whether a column stores instants without a time zone: the loader reads and writes them as UTC."""
+    return column_type == "timestamp without time zone"
+
+
 def timescaledb_enabled(conn: psycopg.Connection) -> bool:
     """Return whether the TimescaleDB extension is installed in this database."""
     row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()

@@ -3,9 +3,6 @@
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
-
-Write the change as SQL in include/sql/ddl (idempotent where it can be) and run it with
-schema.run_sql, so `python -m tickstock.schema sql` prints exactly what `upgrade` runs.
 """
 
 from __future__ import annotations
@@ -13,17 +10,20 @@ from __future__ import annotations
 from alembic import op
 
 from tickstock import schema
+from tickstock.sqlfiles import read_sql
 
-revision = ${repr(up_revision)}
-down_revision = ${repr(down_revision)}
-branch_labels = ${repr(branch_labels)}
-depends_on = ${repr(depends_on)}
+revision = "${up_revision}"
+down_revision = ${'"%s"' % down_revision if down_revision else None}
+branch_labels = None
+depends_on = None
 
 
 def upgrade() -> None:
-    context = op.get_context()
-    ${upgrades if upgrades else "raise NotImplementedError  # schema.run_sql(context, read_sql('ddl/<file>.sql'))"}
+    # The change as SQL in include/sql/ddl, idempotent where it can be (IF NOT EXISTS); run_sql
+    # sends it as is, so `python -m tickstock.schema sql` prints exactly what upgrade runs.
+    schema.run_sql(op.get_context(), read_sql("ddl/CHANGE_ME.sql"))
 
 
 def downgrade() -> None:
-    ${downgrades if downgrades else "raise NotImplementedError"}
+    # What upgrade() added, and only that (README: "Changing the schema").
+    schema.run_sql(op.get_context(), read_sql("ddl/CHANGE_ME_downgrade.sql"))

@@ -120,7 +120,7 @@ class TimescaleServer:
         argv = [_node(), str(SERVER_DIR / "server.mjs"), "--host", HOST, "--port", "0"]
         argv += ["--wait-timeout", str(self.wait_timeout)]
         if self.data_dir is not None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # PGlite creates the directory itself
             argv += ["--data-dir", str(self.data_dir)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0

@@ -389,7 +389,9 @@ async function main() {
     },
   })
   const started = performance.now()
-  const { db, versions } = await openDatabase(values['data-dir'])
+  const { db, versions } = await openDatabase(values['data-dir']).catch((error) => {
+    throw new Error(`cannot open the database in ${values['data-dir']}: ${error.message ?? error}`, { cause: error })
+  })
   const server = new TimescaleSocketServer({
     db,
     host: values.host,

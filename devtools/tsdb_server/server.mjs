@@ -152,6 +152,11 @@ class BackendSession {
     }, this.waitTimeoutMs)
   }
 
+  /** Note at once that `handler` is going, so clients arriving meanwhile wait for the reset, not a timeout. */
+  leaving(handler) {
+    if (this.holder === handler) this.resetting = true
+  }
+
   /** Give the session up (or the place in the queue); reset it and grant it to the next client. */
   async release(handler) {
     const queued = this.waiting.find((e) => e.handler === handler)
@@ -317,11 +322,13 @@ class TimescaleSocketHandler extends PGLiteSocketHandler {
   /** Close the connection for good, as a backend does after Terminate or FATAL. */
   close() {
     this.closing = true
+    this.session.leaving(this)
     const socket = this.socket
     socket?.end(() => socket.destroy())
   }
 
   async detach(close) {
+    this.session.leaving(this)
     const result = await super.detach(close)
     if (!this.released) {
       this.released = true

@@ -104,12 +104,10 @@ def _explain_merge(conn: psycopg.Connection, batch: list[Bar]) -> list[str]:
     """EXPLAIN ANALYZE of one fresh batch's merge (rolled back): where the server spends the merge."""
     from psycopg import sql
 
-    from tickstock.sqlfiles import read_sql
+    from tickstock.staging import merge_statement
 
     key = load_key("bench-explain", Timeframe.DAY, 0)
-    statement = sql.SQL(read_sql("dml/merge_staging.sql")).format(
-        table=sql.Identifier("ohlcv_daily"), time_column=sql.Identifier("date"), staged_key=sql.Identifier("period")
-    )
+    statement = merge_statement(conn, Timeframe.DAY)
     conn.execute("TRUNCATE ohlcv_daily, ohlcv_staging")
     stage_bars(conn, key, batch)
     rows: list[str] = []

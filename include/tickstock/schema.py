@@ -23,6 +23,7 @@ CLI::
     python -m tickstock.schema current [--dsn URL]
     python -m tickstock.schema check   [--dsn URL]      # exit 1 when behind head
     python -m tickstock.schema sql     [--from REV] [--hypertables]
+    python -m tickstock.schema downgrade REV [--dsn URL]  # REV 'base': undo everything 0001 added
     python -m tickstock.schema revision -m "what changes"  # a new versions/ file
 
 ``--dsn`` defaults to ``$TICKSTOCK_POSTGRES_URL``.
@@ -58,6 +59,9 @@ UPGRADE_COMMAND = "python -m tickstock.schema upgrade"
 # A transaction-scoped advisory lock so concurrent upgraders (several tooling processes, the init
 # container) serialise instead of racing; the second one then finds the schema at head.
 SCHEMA_LOCK_KEY = 0x7469636B  # "tick"
+# The comment revision 0001 leaves on every table, column and constraint it adds, so that its
+# downgrade removes exactly those and nothing the database had before.
+ADDED_BY_0001 = "added by tickstock.schema revision 0001 (its downgrade removes this)"
 
 _TEXT = ("text", "character varying")
 _DECIMAL = ("numeric", "double precision", "real")
@@ -146,23 +150,42 @@ def _text_array(values: tuple[str, ...] | list[str]) -> sql.Composed:
     return sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(map(sql.Literal, values)))
 
 
+def create_table_ddl(table: str, create: str) -> str:
+    """Render ``create_table.sql``: run a CREATE TABLE file unless the table exists, and mark it."""
+    body = "\n".join(f"        {line}" if line else line for line in create.strip().splitlines())
+    return _render(
+        sql.SQL(read_sql("ddl/create_table.sql")).format(
+            table=sql.Identifier(table),
+            table_name=sql.Literal(table),
+            create=sql.SQL(body.replace("{", "{{").replace("}", "}}")),
+            marker=sql.Literal(ADDED_BY_0001),
+        )
+    )
+
+
 def adopt_columns_ddl(table: str, added: tuple[tuple[str, str], ...], accepted: dict[str, tuple[str, ...]]) -> str:
     """Render ``adopt_columns.sql``: add the missing columns, refuse unusable ones."""
-    add_columns = sql.SQL(",\n    ").join(
-        sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(sql.Identifier(name), sql.SQL(type_)) for name, type_ in added
+    add_columns = sql.SQL(",\n                                       ").join(
+        sql.SQL("({}, {}, {})").format(sql.Literal(position), sql.Literal(name), sql.Literal(type_))
+        for position, (name, type_) in enumerate(added, 1)
     )
     columns = sql.SQL(", ").join(
         sql.SQL("({}, {})").format(sql.Literal(name), _text_array(types)) for name, types in accepted.items()
     )
     return _render(
         sql.SQL(read_sql("ddl/adopt_columns.sql")).format(
-            table=sql.Identifier(table), table_name=sql.Literal(table), add_columns=add_columns, columns=columns
+            table=sql.Identifier(table),
+            table_name=sql.Literal(table),
+            add_columns=add_columns,
+            columns=columns,
+            marker=sql.Literal(ADDED_BY_0001),
         )
     )
 
 
 def upsert_key_ddl(table: str, key: tuple[str, ...]) -> str:
     """Render ``upsert_key.sql``: make sure ``ON CONFLICT (key)`` has its unique index."""
+    constraint = f"{table}_{'_'.join(key)}_key"
     example = sql.SQL("DELETE FROM {t} a USING {t} b WHERE {same} AND a.ctid < b.ctid").format(
         t=sql.Identifier(table),
         same=sql.SQL(" AND ").join(sql.SQL("a.{c} = b.{c}").format(c=sql.Identifier(column)) for column in key),
@@ -173,8 +196,10 @@ def upsert_key_ddl(table: str, key: tuple[str, ...]) -> str:
             table_name=sql.Literal(table),
             key=sql.SQL(", ").join(map(sql.Identifier, key)),
             key_names=_text_array(key),
-            constraint=sql.Identifier(f"{table}_{'_'.join(key)}_key"),
+            constraint=sql.Identifier(constraint),
+            constraint_text=sql.Literal(f"constraint {constraint} UNIQUE ({', '.join(key)}) on {table}"),
             dedup_example=sql.Literal(example.as_string(None)),
+            marker=sql.Literal(ADDED_BY_0001),
         )
     )
 
@@ -192,18 +217,23 @@ def hypertable_ddl(table: OhlcvTable, *, convert_populated: bool = False) -> sql
 def adopt_or_create_statements() -> list[str]:
     """Revision 0001: create today's tables, or bring the design document's existing ones forward."""
     statements = [
-        _render(sql.SQL(read_sql("ddl/symbols.sql"))),
+        create_table_ddl("symbols", read_sql("ddl/symbols.sql")),
         adopt_columns_ddl("symbols", _SYMBOLS_ADDED, _SYMBOLS_ACCEPTED),
         upsert_key_ddl("symbols", ("symbol",)),
-        _render(sql.SQL(read_sql("ddl/staging.sql"))),
+        create_table_ddl("ohlcv_staging", read_sql("ddl/staging.sql")),
     ]
     for table in OHLCV_TABLES.values():
         statements += [
-            _render(ohlcv_table_ddl(table)),
+            create_table_ddl(table.table, _render(ohlcv_table_ddl(table))),
             adopt_columns_ddl(table.table, _OHLCV_ADDED, ohlcv_accepted_types(table)),
             upsert_key_ddl(table.table, ("symbol", table.time_column)),
         ]
     return statements
+
+
+def revert_0001_statements() -> list[str]:
+    """Revision 0001's downgrade: drop the constraints, columns and tables its upgrade added."""
+    return [_render(sql.SQL(read_sql("ddl/revert_0001.sql")).format(marker=sql.Literal(ADDED_BY_0001)))]
 
 
 def timescale_statements(*, convert_populated: bool = False) -> list[str]:
@@ -331,6 +361,33 @@ def upgrade(target: str | psycopg.Connection, *, hypertables: bool = False, revi
     return UpgradeResult(before, after, list(config.attributes["warnings"]))
 
 
+def downgrade(target: str | psycopg.Connection, revision: str) -> UpgradeResult:
+    """Downgrade to ``revision`` (``"base"``: before 0001) in one transaction.
+
+    Each revision's downgrade removes only what its upgrade added; 0001's drops the columns and
+    keys it gave existing tables and the tables it created (with their rows).
+    """
+    import psycopg
+    from alembic import command
+    from sqlalchemy.exc import DBAPIError
+
+    dsn = _dsn_of(target)
+    with psycopg.connect(dsn) as conn:
+        before = current_revision(conn)
+    config = alembic_config(dsn=dsn)
+    config.attributes["downgrade"] = True
+    try:
+        command.downgrade(config, revision)
+    except DBAPIError as exc:
+        raise SchemaUpgradeError(_server_message(exc.orig)) from None
+    except psycopg.Error as exc:
+        raise SchemaUpgradeError(_server_message(exc)) from None
+    with psycopg.connect(dsn) as conn:
+        after = current_revision(conn)
+    log.info("TickStock schema downgraded: %s -> %s", before or "(none)", after or "(none)")
+    return UpgradeResult(before, after or "base", list(config.attributes["warnings"]))
+
+
 def _server_message(error: BaseException | None) -> str:
     diag = getattr(error, "diag", None)
     if diag is None or not diag.message_primary:
@@ -394,6 +451,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("upgrade", parents=[database, hyper], help="upgrade the database to head (one transaction)")
+    down = commands.add_parser(
+        "downgrade", parents=[database], help="undo revisions down to REVISION ('base': before 0001)"
+    )
+    down.add_argument("revision")
     commands.add_parser("current", parents=[database], help="print the database's revision and the head")
     commands.add_parser("check", parents=[database], help="exit 1 unless the database is at head")
     offline = commands.add_parser("sql", parents=[hyper], help="print the SQL an upgrade runs (offline mode)")
@@ -438,12 +499,19 @@ def _main(argv: list[str] | None = None) -> int:
             enabled = timescaledb_enabled(conn)
         log.info("TimescaleDB hypertables: %s", "on" if enabled else "off (plain PostgreSQL)")
         return 0
+    if args.command == "downgrade":
+        try:
+            downgrade(args.dsn, args.revision)
+        except SchemaUpgradeError as exc:
+            print(f"downgrade refused: {exc}", file=sys.stderr)
+            return 1
+        return 0
     with psycopg.connect(args.dsn) as conn:
         current = current_revision(conn)
     head = head_revision()
     print(f"current: {current or '(none)'}\nhead:    {head}")
     if args.command == "check" and current != head:
-        print(f"behind head: run `{UPGRADE_COMMAND}`", file=sys.stderr)
+        print(f"not at head ({current or 'no revision'} != {head}): run `{UPGRADE_COMMAND}`", file=sys.stderr)
         return 1
     return 0
 

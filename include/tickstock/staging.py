@@ -99,19 +99,29 @@ class MergeResult:
         return self.staged.total() - self.inserted.total() - self.updated.total()
 
 
-def merge_staged(conn: psycopg.Connection, key: str, timeframe: Timeframe | str) -> MergeResult:
-    """Upsert ``key``'s staged bars into the timeframe's table and clear them, atomically."""
+def merge_statement(conn: psycopg.Connection, timeframe: Timeframe | str) -> sql.Composed:
+    """Render ``merge_staging.sql`` for the timeframe's table as the catalog describes it.
+
+    An adopted hourly table whose time column is ``timestamp without time zone`` holds UTC, so
+    the staged instant is written as UTC wall time, whatever the session's TimeZone.
+    """
     table = table_for(timeframe)
     staged_key = "bar_start" if table.is_intraday else "period"
     staged_time: sql.Composable = sql.Identifier(staged_key)
     if is_naive_instant(column_types(conn, table.table)[table.time_column]):
         staged_time = sql.SQL("({} AT TIME ZONE 'UTC')").format(staged_time)
-    statement = sql.SQL(read_sql("dml/merge_staging.sql")).format(
+    return sql.SQL(read_sql("dml/merge_staging.sql")).format(
         table=sql.Identifier(table.table),
         time_column=sql.Identifier(table.time_column),
         staged_key=sql.Identifier(staged_key),
         staged_time=staged_time,
     )
+
+
+def merge_staged(conn: psycopg.Connection, key: str, timeframe: Timeframe | str) -> MergeResult:
+    """Upsert ``key``'s staged bars into the timeframe's table and clear them, atomically."""
+    table = table_for(timeframe)
+    statement = merge_statement(conn, timeframe)
     result = MergeResult(table.table)
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(statement, {"load_key": key})

@@ -1,10 +1,24 @@
 -- Bring an existing table forward: add the loader's columns it lacks, then refuse (changing
 -- nothing: the whole upgrade is one transaction) a table the loader cannot write to.
--- Rendered per table by tickstock.schema.adopt_columns_ddl: the ADD COLUMN IF NOT EXISTS clauses
--- (nullable or defaulted, so existing rows keep their values and no row is rewritten) and the
--- VALUES list of (column, accepted types) come from tickstock.schema.
-ALTER TABLE {table}
-    {add_columns};
+-- Rendered per table by tickstock.schema.adopt_columns_ddl: the (column, definition) pairs to add
+-- when missing (nullable or defaulted, so existing rows keep their values and no row is
+-- rewritten) and the (column, accepted types) pairs come from tickstock.schema. Each column added
+-- gets the comment tickstock.schema.ADDED_BY_0001: the downgrade removes exactly those.
+DO $$
+DECLARE
+    missing record;
+BEGIN
+    FOR missing IN SELECT c.name, c.definition FROM (VALUES {add_columns}) AS c(position, name, definition)
+                    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                       WHERE a.attrelid = {table_name}::regclass AND a.attname = c.name
+                                         AND a.attnum > 0 AND NOT a.attisdropped)
+                    ORDER BY c.position LOOP
+        EXECUTE format('ALTER TABLE %I ADD COLUMN %I %s', {table_name}, missing.name, missing.definition);
+        EXECUTE format('COMMENT ON COLUMN %I.%I IS %L', {table_name}, missing.name, {marker});
+        RAISE NOTICE 'tickstock: added column %.% %', {table_name}, missing.name, missing.definition;
+    END LOOP;
+END
+$$;
 DO $$
 DECLARE
     unusable text;

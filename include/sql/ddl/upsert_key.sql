@@ -31,5 +31,7 @@ BEGIN
                              {dedup_example});
     END IF;
     ALTER TABLE {table} ADD CONSTRAINT {constraint} UNIQUE ({key});
+    COMMENT ON CONSTRAINT {constraint} ON {table} IS {marker};
+    RAISE NOTICE 'tickstock: added %', {constraint_text};
 END
 $$;

@@ -22,6 +22,8 @@ def _steps() -> None:
     migration = context.get_context()
     schema.run_sql(migration, f"SELECT pg_advisory_xact_lock({schema.SCHEMA_LOCK_KEY})")
     context.run_migrations()
+    if config.attributes.get("downgrade"):
+        return  # the tables the hypertable step looks at may be gone
     for statement in schema.timescale_statements(convert_populated=bool(config.attributes.get("hypertables"))):
         schema.run_sql(migration, statement)
 
@@ -45,9 +47,12 @@ def run_online() -> None:
     warnings: list[str] = config.attributes.setdefault("warnings", [])
 
     def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+        message = diag.message_primary or ""
         if diag.severity_nonlocalized == "WARNING":
-            warnings.append(diag.message_primary or "")
-            log.warning("%s", diag.message_primary)
+            warnings.append(message)
+            log.warning("%s", message)
+        elif message.startswith("tickstock: "):  # what the migration changed ("added column ...")
+            log.info("%s", message.removeprefix("tickstock: "))
 
     def connect() -> psycopg.Connection:
         conn = psycopg.connect(config.attributes["dsn"])

@@ -12,10 +12,12 @@ import psycopg
 import pytest
 
 from tickstock.schema import (
+    ADDED_BY_0001,
     SchemaNotAtHead,
     SchemaUpgradeError,
     column_types,
     current_revision,
+    downgrade,
     head_revision,
     hypertable_ddl,
     offline_sql,
@@ -138,8 +140,15 @@ def test_upgrade_of_an_empty_database_is_exactly_the_create_table_files(new_data
         schema_b = catalog(b)
     version_table = [c for c in schema_a["columns"] if c[0] == "tickstock_schema_version"]
     assert [c[1] for c in version_table] == ["version_num"]
-    schema_a = {k: [r for r in v if r[0] != "tickstock_schema_version"] for k, v in schema_a.items()}
-    assert schema_a == schema_b
+    assert _without_version_table(schema_a) == schema_b
+
+    # A database the loader made before migrations existed is adopted as it is: only stamped.
+    assert upgrade(created).before is None
+    with psycopg.connect(created) as conn:
+        assert _without_version_table(catalog(conn)) == schema_b
+        assert current_revision(conn) == head_revision()
+        marked = conn.execute("SELECT count(*) FROM pg_description WHERE description = %s", (ADDED_BY_0001,))
+        assert marked.fetchone() == (0,)  # nothing added, so its downgrade would remove nothing
 
 
 @pytest.mark.parametrize("variant", [None, "surrogate_ids", "natural_keys"])
@@ -222,6 +231,30 @@ def test_upgrade_adopts_existing_tables_keeping_their_rows_and_types(variant, br
     with psycopg.connect(url) as conn:
         assert catalog(conn) == schema_after
         assert {table: _rows(conn, table) for table in TABLES} == rows_after
+
+
+def _without_version_table(schema: dict[str, Any]) -> dict[str, Any]:
+    return {kind: [row for row in rows if row[0] != "tickstock_schema_version"] for kind, rows in schema.items()}
+
+
+@pytest.mark.parametrize("variant", [None, "surrogate_ids", "natural_keys"])
+def test_downgrade_removes_exactly_what_the_upgrade_added(variant, new_database, brownfield, catalog):
+    url = brownfield(variant) if variant else new_database("downgrade")
+    with psycopg.connect(url) as conn:
+        schema_before = catalog(conn)
+    rows_before = _all_rows(url) if variant else None
+    upgrade(url)
+    if variant:
+        assert downgrade(url, "base").before == head_revision()
+    else:
+        done = _cli("downgrade", "base", "--dsn", url)
+        assert done.returncode == 0, done.stderr
+    with psycopg.connect(url) as conn:
+        assert _without_version_table(catalog(conn)) == schema_before
+        assert current_revision(conn) is None
+    if variant:
+        assert _all_rows(url) == rows_before  # the user's rows, not even rewritten
+    assert upgrade(url).after == head_revision()  # and it can be upgraded again
 
 
 def test_duplicate_keys_stop_the_upgrade_naming_the_table_and_change_nothing(brownfield, catalog):

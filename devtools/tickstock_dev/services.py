@@ -266,6 +266,16 @@ def stop_services(base: Path | None = None) -> list[str]:
     return stopped
 
 
+def postgres_pid(base: Path) -> int | None:
+    """The pid of the embedded PostgreSQL of ``base``, or None when it is not running."""
+    return _postgres_pid(_pgdata(base))
+
+
+def redis_pid(base: Path) -> int | None:
+    """The pid of the embedded Redis of ``base``, or None when it is not running."""
+    return _redis_pid(_redis_dir(base))
+
+
 def with_database(postgres_url: str, database: str) -> str:
     """Return ``postgres_url`` pointing at another database on the same server."""
     parts = urlsplit(postgres_url)

@@ -232,6 +232,8 @@ def test_500_symbols_one_year_on_two_workers():
         "requests_ok": stats["by_status"].get("200", 0),
         "requests_429": stats["by_status"].get("429", 0),
         "busiest_second": stats["max_in_any_1s"],
+        "busiest_second_accepted": stats["max_accepted_in_any_1s"],
+        "busiest_minute": stats["max_in_any_60s"],
         "rate_limit_per_s": RATE,
         "retried_task_instances": sum(1 for ti in tis if ti.try_number > 1),
     }

@@ -236,6 +236,14 @@ def test_500_symbols_one_year_on_two_workers():
         "busiest_minute": stats["max_in_any_60s"],
         "rate_limit_per_s": RATE,
         "retried_task_instances": sum(1 for ti in tis if ti.try_number > 1),
+        # where the run's time went: summed TI seconds and TI count per task id
+        "task_seconds": {
+            task: round(sum(ti.seconds or 0.0 for ti in tis if ti.task_id == task), 1)
+            for task in sorted({ti.task_id for ti in tis})
+        },
+        "task_counts": {
+            task: sum(1 for ti in tis if ti.task_id == task) for task in sorted({ti.task_id for ti in tis})
+        },
     }
     artifacts = ROOT / "test-artifacts" / "cluster"
     artifacts.mkdir(parents=True, exist_ok=True)

@@ -10,15 +10,19 @@ TSDB_SERVER := devtools/tsdb_server
 NPM_STAMP := $(TSDB_SERVER)/node_modules/.installed
 PYTEST_ARGS ?=
 SIM_ARGS ?=
+WORKERS ?= 2
+CONCURRENCY ?= 4
 
-.PHONY: help install lock lint format test test-fast demo sim airflow bench services-start services-stop clean
+.PHONY: help install lock lint format test test-fast test-cluster demo sim airflow cluster bench services-start services-stop clean
 
 help:
 	@echo "make install   create/update .venv and the test server's npm packages from the lock files (no-op when up to date)"
 	@echo "make test      install + ruff + the whole pytest suite (embedded PostgreSQL/Redis, simulator)"
+	@echo "make test-cluster  the long acceptance runs on make cluster (pytest -m cluster)"
 	@echo "make demo      run the acceptance loads offline and print bar counts"
 	@echo "make sim       run the offline Massive API simulator in the foreground (SIM_ARGS=...)"
 	@echo "make airflow   run Airflow standalone on the embedded services"
+	@echo "make cluster   run the deployment's components: CeleryExecutor, WORKERS=2 workers, PostgreSQL metadata"
 	@echo "make bench     run the benchmarks and write docs/benchmarks.md"
 	@echo "make lock      re-resolve requirements*.txt from requirements*.in"
 
@@ -57,6 +61,10 @@ format: $(STAMP)
 test: install lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The long acceptance runs on the local cluster (500 symbols x 1 year on 2 Celery workers, ...).
+test-cluster: $(STAMP)
+	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(BIN)/python -m tickstock_dev.demo
 
@@ -65,6 +73,9 @@ sim: $(STAMP)
 
 airflow: $(STAMP)
 	$(BIN)/python -m tickstock_dev.airflow_local
+
+cluster: $(STAMP)
+	$(BIN)/python -m tickstock_dev.cluster --workers $(WORKERS) --concurrency $(CONCURRENCY)
 
 bench: $(STAMP)
 	$(BIN)/python -m tickstock_dev.bench

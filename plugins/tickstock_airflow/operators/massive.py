@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import AirflowException
 from airflow.sdk import BaseOperator
 
+from tickstock.grouped_daily import SOURCE_CUSTOM_BARS
 from tickstock.timeframes import Timeframe
 from tickstock_airflow.hooks.massive import (
     MassiveAuthError,
@@ -141,8 +142,9 @@ class MassiveBarsToStagingOperator(BaseOperator):
     """Fetch one timeframe of bars for a batch of symbols from Massive into the staging table.
 
     Returns ``{"staging_key", "timeframe", "bars": {symbol: n}, "failed": {symbol: reason},
-    "invalid": {symbol: [reasons]}, "requests": n}``. Use it with the pool ``massive_api`` so
-    the number of concurrent fetch tasks stays bounded; ``rate_limit`` bounds their requests.
+    "invalid": {symbol: [reasons]}, "requests": n, "source": "custom_bars"}``. Use it with the
+    pool ``massive_api`` so the number of concurrent fetch tasks stays bounded; ``rate_limit``
+    bounds their requests.
 
     :param symbols: tickers of this batch (templated; a list, a JSON list or "A,B,C")
     :param timeframe: hour, day, week or month (templated)
@@ -259,4 +261,5 @@ class MassiveBarsToStagingOperator(BaseOperator):
             "failed": batch.failed,
             "invalid": batch.invalid,
             "requests": self.hook.requests_made,
+            "source": SOURCE_CUSTOM_BARS,
         }

@@ -10,7 +10,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.timeframes import Timeframe
-from tickstock_airflow.tasks import JOB_ID_KEY, PLAN_KEY, job_status_store, pg_connection
+from tickstock_airflow.tasks import JOB_ID_KEY, PLAN_KEY, fail_job, job_status_store, pg_connection
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         read_extents,
         refresh_summary,
     )
-    from tickstock.schema import apply_schema
+    from tickstock.schema import SchemaNotAtHead, require_head
     from tickstock.sqlfiles import read_sql
     from tickstock.staging import load_key
     from tickstock.windows import plan_windows
@@ -63,7 +63,10 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     sessions = calendar.started_sessions(calendar.sessions(calendar.CALENDAR_START, as_of), planned_at)
 
     with pg_connection() as conn:
-        apply_schema(conn)
+        try:
+            require_head(conn)  # never DDL in a run: tooling upgrades (python -m tickstock.schema upgrade)
+        except SchemaNotAtHead as exc:
+            fail_job(job_id, run_id, str(exc), cause=exc)
         symbols = [row[0] for row in conn.execute(read_sql("dml/active_symbols.sql")).fetchall()]
         ranges = []
         since: dict[str, str] = {}

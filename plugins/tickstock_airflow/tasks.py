@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import Asset, XComArg, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -109,6 +109,16 @@ def planned_windows(plan: Mapping[str, Any]) -> dict[Timeframe, LoadWindow]:
     )
 
 
+def fail_job(job_id: str, run_id: str, message: str, *, cause: BaseException) -> NoReturn:
+    """Report a run that cannot start as ``failed`` in the job status, then fail the task for good."""
+    from tickstock.job_status import JobState
+
+    job_status_store().update(
+        job_id, status=JobState.FAILED, progress=100, message=message, errors=[str(cause)], fields={"run_id": run_id}
+    )
+    raise AirflowFailException(message) from cause
+
+
 PLAN_KEY = "plan"
 JOB_ID_KEY = "job_id"
 
@@ -134,29 +144,29 @@ def job_id_of(planner: XComArg) -> XComArg:
 
 @task
 def plan_load(**context: Any) -> list[dict[str, Any]]:
-    """Validate params, apply the schema, compute windows and return the symbol batches to map over."""
+    """Validate params, check the schema is at head, compute windows and return the batches to map over.
+
+    The schema is never changed here (see ``tickstock.schema``): a database behind head fails the
+    run at once, before any API request, with the command that upgrades it.
+    """
     from datetime import UTC, datetime
 
     from tickstock.job_status import JobState
     from tickstock.plan import plan_load as build_plan
-    from tickstock.schema import apply_schema
+    from tickstock.schema import SchemaNotAtHead, require_head
 
     params = context["params"]
     run_id = context["run_id"]
     try:
         request = parse_load_request(params)
     except InvalidRequest as exc:
-        job_id = params.get("job_id") or run_id
-        job_status_store().update(
-            str(job_id),
-            status=JobState.FAILED,
-            progress=100,
-            message=f"Invalid load request: {exc}",
-            errors=[str(exc)],
-            fields={"run_id": run_id},
-        )
-        raise AirflowFailException(f"Invalid load request: {exc}") from exc
+        fail_job(str(params.get("job_id") or run_id), run_id, f"Invalid load request: {exc}", cause=exc)
     job_id = request.job_id or run_id
+    with pg_connection() as conn:
+        try:
+            require_head(conn)
+        except SchemaNotAtHead as exc:
+            fail_job(job_id, run_id, str(exc), cause=exc)
     planned_at = datetime.now(UTC)
     log.info("=== PROCESSING JOB %s ===", job_id)
     log.info("Source: %s", request.source or context["dag_run"].run_type)
@@ -171,8 +181,6 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
             window.end,
             window.expected_count,
         )
-    with pg_connection() as conn:
-        apply_schema(conn)
     job_status_store().update(
         job_id,
         status=JobState.PROCESSING,

@@ -18,6 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tickstock.schema import current_revision, head_revision
+
 ROOT = Path(__file__).resolve().parents[2]
 
 READ_BACK = """
@@ -95,15 +97,17 @@ def test_init_creates_connections_pool_variable_and_schema(airflow_home, service
 
     with psycopg.connect(service_urls.postgres_url) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        revision = current_revision(conn)
     assert {"symbols", "ohlcv_hourly", "ohlcv_daily", "ohlcv_weekly", "ohlcv_monthly"} <= tables
+    assert revision == head_revision()
 
 
 @pytest.mark.integration
 def test_init_refuses_plain_postgres_when_hypertables_are_required(service_urls, schema, init_module) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
     with pytest.raises(init_module.InitError, match="TimescaleDB is not active"):
-        init_module.apply_schema_and_check(env, service_urls.postgres_url, require_hypertables=True)
-    assert init_module.apply_schema_and_check(env, service_urls.postgres_url, require_hypertables=False) == []
+        init_module.upgrade_schema_and_check(env, service_urls.postgres_url, require_hypertables=True)
+    assert init_module.upgrade_schema_and_check(env, service_urls.postgres_url, require_hypertables=False) == []
 
 
 def test_init_refuses_a_missing_key(init_module) -> None:

@@ -82,7 +82,7 @@ def _upsert(conn: psycopg.Connection, batches: list[list[Bar]], tag: str) -> tup
     for i, batch in enumerate(batches):
         key = load_key(f"bench-{tag}", Timeframe.DAY, i)
         t0 = time.perf_counter()
-        stage_bars(conn, key, batch)
+        stage_bars(conn, key, batch, timeframe=Timeframe.DAY)
         t1 = time.perf_counter()
         result = merge_staged(conn, key, Timeframe.DAY)
         t_merge += time.perf_counter() - t1
@@ -104,14 +104,12 @@ def _explain_merge(conn: psycopg.Connection, batch: list[Bar]) -> list[str]:
     """EXPLAIN ANALYZE of one fresh batch's merge (rolled back): where the server spends the merge."""
     from psycopg import sql
 
-    from tickstock.sqlfiles import read_sql
+    from tickstock.staging import merge_statement
 
     key = load_key("bench-explain", Timeframe.DAY, 0)
-    statement = sql.SQL(read_sql("dml/merge_staging.sql")).format(
-        table=sql.Identifier("ohlcv_daily"), time_column=sql.Identifier("date"), staged_key=sql.Identifier("period")
-    )
+    statement = merge_statement(conn, Timeframe.DAY)
     conn.execute("TRUNCATE ohlcv_daily, ohlcv_staging")
-    stage_bars(conn, key, batch)
+    stage_bars(conn, key, batch, timeframe=Timeframe.DAY)
     rows: list[str] = []
     try:
         with conn.transaction():

@@ -424,7 +424,8 @@ def fetch_grouped_daily(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
         invalid: dict[str, list[str]] = {}
         requests_before = hook.requests_made
         with pg_connection() as conn:
-            counts = stage_bars(conn, request["staging_key"], _requested_bars(hook, request, invalid))
+            bars = _requested_bars(hook, request, invalid)
+            counts = stage_bars(conn, request["staging_key"], bars, timeframe=Timeframe.DAY)
         log.info(
             "✓ API returned %d day bars for %d of %d symbols in %d grouped requests",
             sum(counts.values()),

@@ -226,7 +226,7 @@ class MassiveBarsToStagingOperator(BaseOperator):
         )  # fmt: skip
         self._raise_if_systemic(symbols, batch)
         with closing(PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn()) as conn:
-            stage_bars(conn, self.staging_key, batch.bars)
+            stage_bars(conn, self.staging_key, batch.bars, timeframe=timeframe)
         return self._summarise(timeframe, batch)
 
     def _raise_if_systemic(self, symbols: list[str], batch: BatchResult) -> None:

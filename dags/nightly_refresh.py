@@ -19,7 +19,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag
 from pendulum import datetime, duration
 
 from tickstock.load_request import MAX_BATCH_SIZE, MAX_HOURLY_DAYS
-from tickstock_airflow.hooks.massive import MASSIVE_POOL
+from tickstock_airflow.hooks import MASSIVE_POOL
 from tickstock_airflow.refresh_tasks import (
     DEFAULT_CHECK_DAYS,
     DEFAULT_REFRESH_BATCH_SIZE,

@@ -36,7 +36,7 @@ from tickstock.load_request import (
     SYMBOL_PATTERN,
 )
 from tickstock.timeframes import ALL_TIMEFRAMES
-from tickstock_airflow.hooks.massive import MASSIVE_POOL
+from tickstock_airflow.hooks import MASSIVE_POOL
 from tickstock_airflow.tasks import (
     check_bar_counts,
     fetch_grouped_daily,

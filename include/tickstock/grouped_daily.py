@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tickstock.staging import load_key
 from tickstock.timeframes import Timeframe
 
 if TYPE_CHECKING:
@@ -62,6 +61,8 @@ def grouped_requests(
     at most :data:`GROUPED_SESSIONS_PER_KEY` sessions each. ``group`` keeps the keys of several
     calls in one run apart.
     """
+    from tickstock.staging import load_key  # psycopg: not needed where only the names above are
+
     days = [d.isoformat() for d in sessions]
     return [
         {

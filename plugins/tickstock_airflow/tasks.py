@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.load_request import InvalidRequest, parse_load_request
 from tickstock.timeframes import OHLCV_TABLES, Timeframe
+from tickstock_airflow.hooks import MASSIVE_CONN_ID, MASSIVE_POOL
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 DB_CONN_ID = "tickstock_db"
 REDIS_CONN_ID = "tickstock_redis"
-MASSIVE_CONN_ID = "massive_default"
 METADATA_WORKERS = 8
 DEFAULT_RATE_LIMIT = "100/s"  # Massive's advice for paid plans; "5/min" on the free tier
 
@@ -57,7 +57,6 @@ def map_fetch_bars(batches: XComArg) -> MappedOperator:
     Every DAG that fetches bars wires it the same way (the ``massive_api`` pool, the shared rate
     budget, readable grid labels); one factory keeps them from drifting apart.
     """
-    from tickstock_airflow.hooks.massive import MASSIVE_POOL
     from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
 
     return MassiveBarsToStagingOperator.partial(

@@ -122,7 +122,7 @@ TEST_DAG_SOURCE = """
 import pendulum
 
 from airflow.sdk import DAG
-from tickstock_airflow.hooks.massive import MASSIVE_POOL
+from tickstock_airflow.hooks import MASSIVE_POOL
 from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
 
 with DAG(

@@ -19,20 +19,19 @@ from airflow.sdk import CronTriggerTimetable, Param, dag
 from pendulum import datetime, duration
 
 from tickstock.load_request import MAX_BATCH_SIZE, MAX_HOURLY_DAYS
-from tickstock_airflow.hooks.massive import MASSIVE_POOL
+from tickstock_airflow.hooks import MASSIVE_POOL
 from tickstock_airflow.refresh_tasks import (
     DEFAULT_CHECK_DAYS,
     DEFAULT_REFRESH_BATCH_SIZE,
-    fetch_grouped_daily,
     plan_refresh,
 )
 from tickstock_airflow.tasks import (
     check_bar_counts,
+    fetch_grouped_daily,
     finish_job,
-    job_id_of,
     map_fetch_bars,
     plan_of,
-    upsert_bars,
+    upsert_all,
 )
 
 PARAMS = {
@@ -82,7 +81,7 @@ def nightly_refresh() -> None:
     plan = plan_of(batches)
     fetched = map_fetch_bars(batches)
     grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL)(plan)
-    upserted = upsert_bars.partial(job_id=job_id_of(batches)).expand(fetch_result=fetched.output.concat(grouped))
+    upserted = upsert_all(batches, fetched, grouped)
     checked = check_bar_counts(plan, upserted)
     finished = finish_job(plan, upserted)
     checked >> finished

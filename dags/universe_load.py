@@ -7,8 +7,10 @@ Custom Bars API into PostgreSQL/TimescaleDB. Triggered from the UI (symbols, day
 
 **Flow:** `plan_load` (validate params, check the schema is at head, exact windows from the NYSE calendar, symbol
 batches) → `register_symbols` (ticker details) ∥ `fetch_bars` (mapped: one timeframe x symbol
-batch per task, COPY into a staging table) → `upsert_bars` (mapped: one merge transaction per
-batch) → `check_bar_counts` (every expected bar present, none on non-sessions, OHLC valid) →
+batch per task, COPY into a staging table) ∥ `fetch_grouped_daily` (day bars from one
+grouped-daily request per session, when that needs fewer requests than one per symbol) →
+`upsert_bars` (mapped: one merge transaction per batch) → `check_bar_counts` (every expected bar
+present, none on non-sessions, OHLC valid) →
 `finish_job` (job status `tickstock.jobs.status:{job_id}` in Redis and the JOB COMPLETE summary).
 
 **Windows:** daily = NYSE sessions in `[as_of - days, as_of]`; weekly/monthly = the periods
@@ -34,15 +36,16 @@ from tickstock.load_request import (
     SYMBOL_PATTERN,
 )
 from tickstock.timeframes import ALL_TIMEFRAMES
+from tickstock_airflow.hooks import MASSIVE_POOL
 from tickstock_airflow.tasks import (
     check_bar_counts,
+    fetch_grouped_daily,
     finish_job,
-    job_id_of,
     map_fetch_bars,
     plan_load,
     plan_of,
     register_symbols,
-    upsert_bars,
+    upsert_all,
 )
 
 TIMEFRAME_NAMES = [tf.value for tf in ALL_TIMEFRAMES]
@@ -145,7 +148,8 @@ def universe_load() -> None:
     plan = plan_of(batches)
     registration = register_symbols(plan)
     fetched = map_fetch_bars(batches)
-    upserted = upsert_bars.partial(job_id=job_id_of(batches)).expand(fetch_result=fetched.output)
+    grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL)(plan)
+    upserted = upsert_all(batches, fetched, grouped)
     checked = check_bar_counts(plan, upserted, registration)
     finished = finish_job(plan, upserted, registration)
     checked >> finished

@@ -54,7 +54,7 @@ def _end_to_end(section: Section) -> list[str]:
         tag = target.name.removeprefix("speed-up, ")
         base = _median(section, f"baseline (design doc), {tag}")
         run = _median(section, f"universe_load DagRun, {tag}")
-        data = _median(section, f"universe_load data path (fetch_bars + upsert_bars TIs), {tag}")
+        data = _median(section, f"universe_load data path (fetch and upsert TIs), {tag}")
         if base is None or run is None or data is None:
             continue
         lines.append(

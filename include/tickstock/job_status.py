@@ -44,6 +44,12 @@ RESULT_COUNTERS = (
     "daily_bars",
     "weekly_bars",
     "monthly_bars",
+    "hourly_requests",
+    "daily_requests",
+    "weekly_requests",
+    "monthly_requests",
+    "grouped_daily_requests",
+    "ticker_details_requests",
 )
 MAX_ERRORS_KEPT = 200
 

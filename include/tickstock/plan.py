@@ -1,6 +1,8 @@
 """Turn a validated load request into the mapped work of one universe load.
 
-One mapped fetch per (timeframe x symbol batch): batches amortise Airflow's per-task overhead
+One mapped fetch per (timeframe x symbol batch), except day bars when grouped daily needs fewer
+requests (:mod:`tickstock.grouped_daily`: one request per session for the whole market): then
+the day bars are planned as grouped requests instead. Batches amortise Airflow's per-task overhead
 (seconds per task instance) over many API calls, while keeping a failure's blast radius and a
 retry's cost to one batch. The number of mapped tasks must stay under Airflow's
 ``[core] max_map_length`` (1024 per upstream list), so batches grow when the universe does.
@@ -15,7 +17,9 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from tickstock.calendar import today_new_york
+from tickstock.grouped_daily import grouped_requests, use_grouped_daily
 from tickstock.staging import load_key
+from tickstock.timeframes import Timeframe
 from tickstock.windows import LoadWindow, plan_windows
 
 if TYPE_CHECKING:
@@ -32,21 +36,25 @@ class LoadPlan:
 
     :param as_of: the reference date actually used (today in New York when not given)
     :param windows: per-timeframe request ranges and exact expected bars
-    :param batches: keyword arguments of each mapped fetch task
+    :param batches: keyword arguments of each mapped (per-symbol) fetch task
     :param batch_size: symbols per batch after growing it to fit ``MAX_MAPPED_TASKS``
+    :param grouped: grouped-daily requests for the day bars (empty when they are fetched per symbol)
     """
 
     as_of: date
     windows: dict[str, LoadWindow]
     batches: list[dict[str, Any]]
     batch_size: int
+    grouped: list[dict[str, Any]]
 
 
-def effective_batch_size(symbol_count: int, timeframe_count: int, requested: int) -> int:
-    """Return the smallest batch size >= ``requested`` that keeps the map under the cap."""
+def effective_batch_size(
+    symbol_count: int, timeframe_count: int, requested: int, *, max_tasks: int = MAX_MAPPED_TASKS
+) -> int:
+    """Return the smallest batch size >= ``requested`` that keeps the map under ``max_tasks``."""
     if symbol_count == 0 or timeframe_count == 0:
         return requested
-    per_timeframe_cap = max(1, MAX_MAPPED_TASKS // timeframe_count)
+    per_timeframe_cap = max(1, max_tasks // timeframe_count)
     return max(requested, math.ceil(symbol_count / per_timeframe_cap))
 
 
@@ -62,7 +70,16 @@ def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None)
         extended_hours=request.extended_hours,
         now=now,
     )
-    size = effective_batch_size(len(request.symbols), len(windows), request.batch_size)
+    grouped: list[dict[str, Any]] = []
+    day = windows.get(Timeframe.DAY)
+    if day and use_grouped_daily(Timeframe.DAY, symbol_count=len(request.symbols), session_count=len(day.expected)):
+        grouped = grouped_requests(request.symbols, day.expected, run_id=run_id, group="g", adjusted=request.adjusted)
+        log.info("Day bars from grouped daily: %d requests instead of %d", len(day.expected), len(request.symbols))
+    per_symbol = {tf: w for tf, w in windows.items() if not (grouped and tf is Timeframe.DAY)}
+    # Every grouped request is one more mapped upsert next to the per-symbol batches.
+    size = effective_batch_size(
+        len(request.symbols), len(per_symbol), request.batch_size, max_tasks=MAX_MAPPED_TASKS - len(grouped)
+    )
     if size != request.batch_size:
         log.info(
             "Batch size raised from %d to %d to stay under %d mapped tasks",
@@ -81,7 +98,7 @@ def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None)
             "adjusted": request.adjusted,
             "extended_hours": request.extended_hours,
         }
-        for timeframe, window in windows.items()
+        for timeframe, window in per_symbol.items()
         for index, chunk in enumerate(chunks)
     ]
-    return LoadPlan(as_of, {tf.value: w for tf, w in windows.items()}, batches, size)
+    return LoadPlan(as_of, {tf.value: w for tf, w in windows.items()}, batches, size, grouped)

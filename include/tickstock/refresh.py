@@ -7,7 +7,8 @@ day that is not a session (a holiday or weekend run) nothing is revised: only re
 requests, so a holiday run finishes without any bar request.
 
 Daily bars for many symbols needing the same few sessions are cheaper through the grouped-daily
-endpoint (one request per session for the whole market) than one request per symbol.
+endpoint (one request per session for the whole market) than one request per symbol: the rule
+and the requests are :mod:`tickstock.grouped_daily`'s, shared with ``universe_load``.
 """
 
 from __future__ import annotations
@@ -223,11 +224,6 @@ def batch_groups(
                 )
             )
     return packed
-
-
-def use_grouped_daily(symbol_count: int, session_count: int) -> bool:
-    """Return whether grouped daily (one request per session) beats one request per symbol."""
-    return 0 < session_count < symbol_count
 
 
 def refresh_summary(ranges: list[RefreshRange]) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 Failures are never folded into "0 bars": a symbol is *failed* when a fetch for it failed, when
 the API does not know it and returned nothing, or when it has no daily bars although sessions
 were expected; every failure carries its reason into ``results.errors``.
+
+The results also count the API requests per timeframe (``daily_requests`` ...) and which of them
+went to grouped daily (``grouped_daily_requests``: 0 when the day bars were fetched per symbol),
+so a job shows what the request economy chose and what it cost.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tickstock.grouped_daily import SOURCE_GROUPED_DAILY
 from tickstock.job_status import JobState
 from tickstock.timeframes import Timeframe, table_for
 
@@ -18,6 +23,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 RESULT_FIELD = {tf: f"{table_for(tf).table.removeprefix('ohlcv_')}_bars" for tf in Timeframe}
+REQUEST_FIELD = {tf: f"{table_for(tf).table.removeprefix('ohlcv_')}_requests" for tf in Timeframe}
+GROUPED_REQUESTS = "grouped_daily_requests"
+DETAILS_REQUESTS = "ticker_details_requests"
+REQUEST_COUNTERS = (*REQUEST_FIELD.values(), GROUPED_REQUESTS, DETAILS_REQUESTS)
 
 
 @dataclass
@@ -26,6 +35,7 @@ class LoadSummary:
 
     symbols: list[str]
     bars: Counter[str] = field(default_factory=Counter)  # per RESULT_FIELD name
+    requests: Counter[str] = field(default_factory=Counter)  # per REQUEST_COUNTERS name
     failed: dict[str, str] = field(default_factory=dict)
     missing_batches: int = 0
     check_passed: bool | None = None
@@ -54,6 +64,7 @@ class LoadSummary:
             "symbols_loaded": len(self.loaded),
             "symbols_failed": len(self.failed),
             **{name: self.bars[name] for name in RESULT_FIELD.values()},
+            **{name: self.requests[name] for name in REQUEST_COUNTERS},
             "errors": self.errors(),
         }
 
@@ -72,6 +83,7 @@ def summarise(
     planned_batches: int,
     unknown_symbols: Iterable[str] = (),
     daily_expected: bool = True,
+    details_requests: int = 0,
 ) -> LoadSummary:
     """Fold the mapped upsert results of a load into one :class:`LoadSummary`.
 
@@ -80,8 +92,10 @@ def summarise(
     :param planned_batches: how many batches the plan emitted (missing ones failed outright)
     :param unknown_symbols: symbols the API has no ticker details for
     :param daily_expected: whether the window holds sessions, so a symbol without daily bars failed
+    :param details_requests: ticker-details requests made by the symbol registration
     """
     summary = LoadSummary(symbols=list(symbols))
+    summary.requests[DETAILS_REQUESTS] = details_requests
     bars_per_symbol: Counter[str] = Counter()
     daily_per_symbol: Counter[str] = Counter()
     seen = 0
@@ -95,6 +109,9 @@ def summarise(
             if timeframe is Timeframe.DAY:
                 daily_per_symbol[symbol] += count
         fetched_daily |= timeframe is Timeframe.DAY
+        summary.requests[REQUEST_FIELD[timeframe]] += result.get("requests", 0)
+        if result.get("source") == SOURCE_GROUPED_DAILY:
+            summary.requests[GROUPED_REQUESTS] += result.get("requests", 0)
         for symbol, reason in result.get("failed", {}).items():
             summary.failed.setdefault(symbol, f"{timeframe.value} bars: {reason}")
         for symbol, reasons in result.get("invalid", {}).items():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from psycopg import sql
+from psycopg.errors import CardinalityViolation
 
 from tickstock.schema import column_types, is_naive_instant
 from tickstock.sqlfiles import read_sql
@@ -28,19 +29,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGING_COLUMNS = (
-    "load_key",
-    "symbol",
-    "bar_start",
-    "period",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "transactions",
-)
+# What one staged row carries: the nine columns a raw COPY into the OHLCV table would send. The
+# load key is the column's default (the transaction's tickstock.load_key setting), not a tenth
+# value repeated on every row; hourly bars are keyed by bar_start, the others by period.
+VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "transactions")
+LOAD_KEY_SETTING = "tickstock.load_key"
 
 
 def load_key(run_id: str, timeframe: Timeframe | str, batch: int | str) -> str:
@@ -48,25 +41,27 @@ def load_key(run_id: str, timeframe: Timeframe | str, batch: int | str) -> str:
     return f"{run_id}|{Timeframe(timeframe).value}|{batch}"
 
 
-def stage_bars(conn: psycopg.Connection, key: str, bars: Iterable[Bar]) -> Counter[str]:
-    """Replace ``key``'s staged rows with ``bars`` (one transaction); return bars per symbol.
+def stage_bars(conn: psycopg.Connection, key: str, bars: Iterable[Bar], *, timeframe: Timeframe | str) -> Counter[str]:
+    """Replace ``key``'s staged rows with ``bars`` of ``timeframe`` (one transaction); return bars per symbol.
 
-    Replacing (not appending) makes a retried fetch idempotent.
+    Replacing (not appending) makes a retried fetch idempotent. ``bars`` must hold each
+    (symbol, bar key) once, as :mod:`tickstock.bars` returns them; the merge refuses duplicates.
     """
-    per_symbol: Counter[str] = Counter()
+    intraday = table_for(timeframe).is_intraday
+    key_column = "bar_start" if intraday else "period"
     copy_sql = sql.SQL("COPY ohlcv_staging ({}) FROM STDIN").format(
-        sql.SQL(", ").join(map(sql.Identifier, STAGING_COLUMNS))
+        sql.SQL(", ").join(map(sql.Identifier, ("symbol", key_column, *VALUE_COLUMNS)))
     )
+    per_symbol: Counter[str] = Counter()
     with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT set_config(%s, %s, true)", (LOAD_KEY_SETTING, key))
         cur.execute(read_sql("dml/clear_staging.sql"), {"load_key": key})
         with cur.copy(copy_sql) as copy:
             for bar in bars:
                 copy.write_row(
                     (
-                        key,
                         bar.symbol,
-                        bar.start,
-                        bar.period,
+                        bar.start if intraday else bar.period,
                         bar.open,
                         bar.high,
                         bar.low,
@@ -78,6 +73,10 @@ def stage_bars(conn: psycopg.Connection, key: str, bars: Iterable[Bar]) -> Count
                 )
                 per_symbol[bar.symbol] += 1
     return per_symbol
+
+
+class DuplicateStagedBars(ValueError):
+    """A staged batch holds the same bar key twice: the fetch did not de-duplicate it."""
 
 
 @dataclass(frozen=True)
@@ -123,14 +122,21 @@ def merge_staged(conn: psycopg.Connection, key: str, timeframe: Timeframe | str)
     table = table_for(timeframe)
     statement = merge_statement(conn, timeframe)
     result = MergeResult(table.table)
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(statement, {"load_key": key})
-        for symbol, offered, inserted, updated in cur.fetchall():
-            result.staged[symbol] = offered
-            if inserted:
-                result.inserted[symbol] = inserted
-            if updated:
-                result.updated[symbol] = updated
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(statement, {"load_key": key})
+            rows = cur.fetchall()
+    except CardinalityViolation as exc:  # ON CONFLICT met the same key twice in one statement
+        raise DuplicateStagedBars(
+            f"staged batch {key} holds the same {table.time_column} twice for a symbol; nothing was merged "
+            "(the rows stay staged): bars must be de-duplicated when fetched, as tickstock.bars does"
+        ) from exc
+    for symbol, offered, inserted, updated in rows:
+        result.staged[symbol] = offered
+        if inserted:
+            result.inserted[symbol] = inserted
+        if updated:
+            result.updated[symbol] = updated
     log.info(
         "Merged %s: %d staged, %d inserted, %d updated, %d unchanged",
         table.table,

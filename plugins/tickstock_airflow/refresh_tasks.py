@@ -1,9 +1,8 @@
-"""Tasks specific to ``nightly_refresh``; fetch, upsert, check and finish come from ``tasks``."""
+"""Tasks specific to ``nightly_refresh``; fetch (both endpoints), upsert, check and finish come from ``tasks``."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -11,7 +10,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.timeframes import Timeframe
-from tickstock_airflow.tasks import JOB_ID_KEY, PLAN_KEY, fail_job, job_status_store, massive_hook, pg_connection
+from tickstock_airflow.tasks import JOB_ID_KEY, PLAN_KEY, fail_job, job_status_store, pg_connection
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,7 @@ DEFAULT_REFRESH_BATCH_SIZE = 250
 def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     """Find what every active symbol needs and turn it into fetch batches (or grouped-daily requests)."""
     from tickstock import calendar
+    from tickstock.grouped_daily import grouped_requests, use_grouped_daily
     from tickstock.load_request import InvalidRequest, parse_load_request
     from tickstock.plan import MAX_MAPPED_TASKS
     from tickstock.refresh import (
@@ -37,7 +37,6 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         plan_symbol_range,
         read_extents,
         refresh_summary,
-        use_grouped_daily,
     )
     from tickstock.schema import SchemaNotAtHead, require_head
     from tickstock.sqlfiles import read_sql
@@ -97,14 +96,9 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     to_batch: dict[tuple[Timeframe, date, date], list[str]] = {}
     for index, ((timeframe, start, end), group) in enumerate(sorted(group_ranges(ranges).items())):
         group_sessions = calendar.sessions(start, end)
-        if timeframe is Timeframe.DAY and use_grouped_daily(len(group), len(group_sessions)):
-            grouped.append(
-                {
-                    "symbols": group,
-                    "sessions": [d.isoformat() for d in group_sessions],
-                    "staging_key": load_key(run_id, timeframe, f"g{index}"),
-                    "adjusted": shape.adjusted,
-                }
+        if use_grouped_daily(timeframe, symbol_count=len(group), session_count=len(group_sessions)):
+            grouped.extend(
+                grouped_requests(group, group_sessions, run_id=run_id, group=f"g{index}", adjusted=shape.adjusted)
             )
         else:
             to_batch[(timeframe, start, end)] = group
@@ -167,47 +161,3 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         },
     )
     return batches
-
-
-@task
-def fetch_grouped_daily(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Fetch whole-market day bars for the planned sessions and stage the requested symbols' bars.
-
-    One request per session replaces one request per symbol, which is what makes a nightly
-    refresh of thousands of symbols cheap on a rate-limited plan. There are only ever a few
-    sessions to fetch, so this is one task (a list result, possibly empty) rather than a map.
-    """
-    from tickstock.staging import stage_bars
-
-    results = []
-    hook = massive_hook()
-    for request in plan["grouped"]:
-        wanted = set(request["symbols"])
-        bars = []
-        invalid: dict[str, list[str]] = {}
-        for day in request["sessions"]:
-            parsed = hook.get_grouped_daily(date.fromisoformat(day), adjusted=request.get("adjusted", True))
-            bars.extend(bar for bar in parsed.bars if bar.symbol in wanted)
-            for symbol, reasons in parsed.reasons_by_symbol().items():
-                if symbol in wanted:
-                    invalid.setdefault(symbol, []).extend(reasons)
-        with pg_connection() as conn:
-            counts = stage_bars(conn, request["staging_key"], bars)
-        log.info(
-            "✓ API returned %d day bars for %d of %d symbols in %d grouped requests",
-            sum(counts.values()),
-            len(counts),
-            len(wanted),
-            len(request["sessions"]),
-        )
-        results.append(
-            {
-                "staging_key": request["staging_key"],
-                "timeframe": Timeframe.DAY.value,
-                "bars": {symbol: counts.get(symbol, 0) for symbol in request["symbols"]},
-                "failed": {},
-                "invalid": invalid,
-                "requests": len(request["sessions"]),
-            }
-        )
-    return results

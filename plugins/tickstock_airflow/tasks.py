@@ -19,17 +19,21 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.load_request import InvalidRequest, parse_load_request
 from tickstock.timeframes import OHLCV_TABLES, Timeframe
+from tickstock_airflow.hooks import MASSIVE_CONN_ID, MASSIVE_POOL
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
+    from tickstock.bars import Bar
     from tickstock.windows import LoadWindow
+    from tickstock_airflow.hooks.massive import MassiveHook
 
 log = logging.getLogger(__name__)
 
 DB_CONN_ID = "tickstock_db"
 REDIS_CONN_ID = "tickstock_redis"
-MASSIVE_CONN_ID = "massive_default"
 METADATA_WORKERS = 8
 DEFAULT_RATE_LIMIT = "100/s"  # Massive's advice for paid plans; "5/min" on the free tier
 
@@ -53,7 +57,6 @@ def map_fetch_bars(batches: XComArg) -> MappedOperator:
     Every DAG that fetches bars wires it the same way (the ``massive_api`` pool, the shared rate
     budget, readable grid labels); one factory keeps them from drifting apart.
     """
-    from tickstock_airflow.hooks.massive import MASSIVE_POOL
     from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
 
     return MassiveBarsToStagingOperator.partial(
@@ -189,7 +192,7 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
     job_status_store().start(
         job_id,
         total_symbols=len(request.symbols),
-        batches_total=len(plan.batches),
+        batches_total=len(plan.batches) + len(plan.grouped),
         message=f"Starting load of {len(request.symbols)} symbols",
         fields={"run_id": run_id, "source": request.source or ""},
     )
@@ -199,7 +202,8 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
         value={
             "job_id": job_id,
             "symbols": list(request.symbols),
-            "batch_count": len(plan.batches),
+            "grouped": plan.grouped,
+            "batch_count": len(plan.batches) + len(plan.grouped),
             "min_completeness": float(params.get("min_completeness", 1.0)),
             "check": {
                 "as_of": plan.as_of.isoformat(),
@@ -235,7 +239,7 @@ def register_symbols(plan: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 log.info("✓ Symbol registered: %s (%s)", found.get("name"), found.get("type"))
         upsert(conn, [symbol_row(s, d) for s, d in details.items()], fresh=fresh)
-    return {"unknown": unknown, "registered": len(details), "fresh": len(fresh)}
+    return {"unknown": unknown, "registered": len(details), "fresh": len(fresh), "requests": hook.requests_made}
 
 
 # none_failed: in nightly_refresh one of the two fetch paths is often an empty (skipped) map.
@@ -271,6 +275,7 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
         "failed": dict(fetch_result.get("failed", {})),
         "invalid": dict(fetch_result.get("invalid", {})),
         "requests": fetch_result.get("requests", 0),
+        "source": fetch_result.get("source"),
     }
     from tickstock.results import RESULT_FIELD
 
@@ -285,11 +290,33 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
     return result
 
 
+def upsert_all(batches: XComArg, fetched: MappedOperator, grouped: XComArg) -> list[XComArg]:
+    """Map ``upsert_bars`` over the per-symbol fetches and, separately, over the grouped-daily ones.
+
+    Two maps, not one over ``fetched.output.concat(grouped)``: when every bar comes from grouped
+    daily (a day-only load of a large universe) the per-symbol map is empty and skipped, and
+    Airflow then skips a map over a concat that contains it, losing the grouped batches. The
+    check and finish tasks take both lists (:func:`upsert_results` joins them).
+    """
+    job_id = job_id_of(batches)
+    return [
+        upsert_bars.partial(job_id=job_id).expand(fetch_result=fetched.output),
+        upsert_bars.override(task_id="upsert_grouped_daily").partial(job_id=job_id).expand(fetch_result=grouped),
+    ]
+
+
+def upsert_results(parts: Sequence[Sequence[Mapping[str, Any]] | None]) -> list[Mapping[str, Any]]:
+    """Join the results of the upsert maps; a skipped (empty) map contributes nothing."""
+    return [result for part in parts for result in mapped_results(part)]
+
+
 # The OHLCV assets are updated once per run, by the task that proves the bars complete: one event
 # per table for downstream DAGs, not one per table from each of hundreds of mapped upserts.
 @task(outlets=list(OHLCV_ASSETS.values()), trigger_rule="none_failed")
 def check_bar_counts(
-    plan: Mapping[str, Any], upserts: Sequence[Mapping[str, Any]], registration: Mapping[str, Any] | None = None
+    plan: Mapping[str, Any],
+    upserts: Sequence[Sequence[Mapping[str, Any]] | None],
+    registration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compare stored bars with the exact calendar counts; fail listing the short pairs."""
     from tickstock.checks import count_bars, evaluate
@@ -298,7 +325,7 @@ def check_bar_counts(
     context = get_current_context()
     summary = summarise(
         symbols=plan["symbols"],
-        batch_results=mapped_results(upserts),
+        batch_results=upsert_results(upserts),
         planned_batches=plan["batch_count"],
         unknown_symbols=(registration or {}).get("unknown", []),
         daily_expected=plan.get("daily_required", True),
@@ -325,26 +352,34 @@ def check_bar_counts(
 
 @task(trigger_rule="all_done")
 def finish_job(
-    plan: Mapping[str, Any], upserts: Sequence[Mapping[str, Any]], registration: Mapping[str, Any] | None = None
+    plan: Mapping[str, Any],
+    upserts: Sequence[Sequence[Mapping[str, Any]] | None],
+    registration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the final job status and the JOB COMPLETE summary; fail the run if the load failed."""
     from tickstock.job_status import JobState
-    from tickstock.results import summarise
+    from tickstock.results import DETAILS_REQUESTS, GROUPED_REQUESTS, REQUEST_FIELD, summarise
 
     context = get_current_context()
     outcome = context["ti"].xcom_pull(task_ids="check_bar_counts", key="outcome")
-    upserts = mapped_results(upserts)
+    upserts = upsert_results(upserts)
     summary = summarise(
         symbols=plan["symbols"],
         batch_results=upserts,
         planned_batches=plan["batch_count"],
         unknown_symbols=(registration or {}).get("unknown", []),
         daily_expected=plan.get("daily_required", True),
+        details_requests=(registration or {}).get("requests", 0),
     )
-    requests_made: dict[str, int] = {}
-    for result in upserts:
-        requests_made[result["timeframe"]] = requests_made.get(result["timeframe"], 0) + result.get("requests", 0)
-    log.info("API requests by timeframe: %s", requests_made)
+    requests_made = {
+        tf.value: summary.requests[REQUEST_FIELD[tf]] for tf in Timeframe if summary.requests[REQUEST_FIELD[tf]]
+    }
+    log.info(
+        "API requests by timeframe: %s (%d of the day requests grouped daily), %d ticker details",
+        requests_made,
+        summary.requests[GROUPED_REQUESTS],
+        summary.requests[DETAILS_REQUESTS],
+    )
     if outcome is None:
         summary.check_passed, summary.check_summary = False, "the check did not run (an upstream task failed)"
     else:
@@ -374,3 +409,61 @@ def finish_job(
     if summary.state is JobState.FAILED:
         raise AirflowFailException(summary.message())
     return {"status": summary.state.value, "requests": requests_made, **results}
+
+
+@task
+def fetch_grouped_daily(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Fetch whole-market day bars for the planned sessions and stage the requested symbols' bars.
+
+    One request per session replaces one request per symbol, which is what makes a nightly
+    refresh or a large universe load cheap on a rate-limited plan. Both DAGs plan these requests
+    with :func:`tickstock.grouped_daily.grouped_requests`; this one task runs them all (a list
+    result, possibly empty) and each staging key becomes one mapped upsert. Sessions are streamed
+    into the COPY one response at a time, so a task holds one session of the market, not a year.
+    """
+    from tickstock.grouped_daily import SOURCE_GROUPED_DAILY
+    from tickstock.staging import stage_bars
+
+    results = []
+    hook = massive_hook()
+    for request in plan["grouped"]:
+        invalid: dict[str, list[str]] = {}
+        requests_before = hook.requests_made
+        with pg_connection() as conn:
+            bars = _requested_bars(hook, request, invalid)
+            counts = stage_bars(conn, request["staging_key"], bars, timeframe=Timeframe.DAY)
+        log.info(
+            "✓ API returned %d day bars for %d of %d symbols in %d grouped requests",
+            sum(counts.values()),
+            len(counts),
+            len(request["symbols"]),
+            len(request["sessions"]),
+        )
+        results.append(
+            {
+                "staging_key": request["staging_key"],
+                "timeframe": Timeframe.DAY.value,
+                "bars": {symbol: counts.get(symbol, 0) for symbol in request["symbols"]},
+                "failed": {},
+                "invalid": invalid,
+                "requests": hook.requests_made - requests_before,
+                "source": SOURCE_GROUPED_DAILY,
+            }
+        )
+    return results
+
+
+def _requested_bars(hook: MassiveHook, request: Mapping[str, Any], invalid: dict[str, list[str]]) -> Iterator[Bar]:
+    """Yield the requested symbols' bars of each session in turn; collect their rejected bars in ``invalid``.
+
+    ``include_otc``: the range endpoint returns an OTC-traded ticker's bars, grouped daily only
+    when asked, and the two paths must load the same bars.
+    """
+    wanted = set(request["symbols"])
+    for day in request["sessions"]:
+        adjusted = request.get("adjusted", True)
+        parsed = hook.get_grouped_daily(date.fromisoformat(day), adjusted=adjusted, include_otc=True)
+        for symbol, reasons in parsed.reasons_by_symbol().items():
+            if symbol in wanted:
+                invalid.setdefault(symbol, []).extend(reasons)
+        yield from (bar for bar in parsed.bars if bar.symbol in wanted)

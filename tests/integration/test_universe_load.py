@@ -71,8 +71,16 @@ def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_d
         "daily_bars": 4,
         "weekly_bars": 2,
         "monthly_bars": 2,
+        # 2 symbols over 2 sessions: grouped daily would not save a request, so the day bars stay per symbol
+        "hourly_requests": 2,
+        "daily_requests": 2,
+        "weekly_requests": 2,
+        "monthly_requests": 2,
+        "grouped_daily_requests": 0,
+        "ticker_details_requests": 2,
         "errors": [],
     }
+    assert massive_conn.stats()["by_endpoint"] == {"aggs": 8, "grouped": 0, "ticker_details": 2, "other": 0}
     names = dict(pg_conn.execute("SELECT symbol, name FROM symbols").fetchall())
     assert names == {"SCHG": "Schwab U.S. Large-Cap Growth ETF", "VUG": "Vanguard Growth ETF"}
     assert _asset_events(run.run_id) == [
@@ -198,3 +206,61 @@ def test_a_universe_combined_with_symbols_loads_every_member(massive_conn, pg_co
     members = {"AAPL", *read_universe("core_etfs")}
     assert _counts(pg_conn, members) == {(s, "day"): 5 for s in members}
     assert _job(redis_client, "universe")["results"]["symbols_loaded"] == len(members)
+
+
+def test_grouped_daily_loads_exactly_the_per_symbol_bars_with_fewer_requests(
+    massive_conn, pg_conn, redis_client, run_dag
+):
+    """6 symbols over 5 sessions: 5 grouped-daily requests instead of 6, and the same bars field by field.
+
+    NEWCO lists on 2025-06-18 (mid-window), QUIET is illiquid, GONE was delisted before the window
+    and NOSUCH does not exist: grouped daily has no row for them where the range endpoint has no bar.
+    """
+    symbols = ["SPY", "QQQ", "QUIET", "NEWCO", "GONE", "NOSUCH"]
+    conf = {"symbols": symbols, "days": 7, "as_of": "2025-06-20", "job_id": "grouped"}  # 06-13 .. 06-20, 06-19 off
+    run = run_dag("universe_load", conf)
+    assert massive_conn.stats()["by_endpoint"] == {"aggs": 18, "grouped": 5, "ticker_details": 6, "other": 0}
+    results = _job(redis_client, "grouped")["results"]
+    assert {k: v for k, v in results.items() if k.endswith("_requests")} == {
+        "hourly_requests": 6,
+        "daily_requests": 5,
+        "weekly_requests": 6,
+        "monthly_requests": 6,
+        "grouped_daily_requests": 5,
+        "ticker_details_requests": 6,
+    }
+    assert results["errors"] == [
+        "NOSUCH: unknown ticker: no ticker details and no bars",
+        "GONE: No daily data available",
+    ]
+    assert run.state == "success"
+
+    stored = {
+        (symbol, day): values
+        for symbol, day, *values in pg_conn.execute(
+            "SELECT symbol, date, open, high, low, close, volume, vwap, transactions FROM ohlcv_daily"
+        ).fetchall()
+    }
+    expected = {}
+    for symbol in symbols:
+        response = requests.get(
+            f"{massive_conn.url}/v2/aggs/ticker/{symbol}/range/1/day/2025-06-13/2025-06-20",
+            params={"limit": 50000},
+            headers={"Authorization": f"Bearer {massive_conn.api_key}"},
+            timeout=30,
+        )
+        for bar in json.loads(response.text, parse_float=Decimal).get("results", []):
+            day = datetime.fromtimestamp(bar["t"] / 1000, UTC).astimezone(NEW_YORK).date()
+            expected[(symbol, day)] = [
+                bar["o"],
+                bar["h"],
+                bar["l"],
+                bar["c"],
+                Decimal(bar["v"]),
+                bar.get("vw"),
+                bar.get("n"),
+            ]
+    assert stored == expected
+    assert {day for symbol, day in stored if symbol == "NEWCO"} == {date(2025, 6, 18), date(2025, 6, 20)}
+    assert results["daily_bars"] == len(expected)
+    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (0,)

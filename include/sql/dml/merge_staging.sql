@@ -1,5 +1,8 @@
 -- Move one load_key's staged bars into an OHLCV table, in the caller's transaction, and return
--- per symbol: bars offered (after de-duplication), rows inserted, rows whose values changed.
+-- per symbol: bars offered, rows inserted, rows whose values changed. A batch holds each bar key
+-- once (tickstock.bars de-duplicates what the API sends), so there is no DISTINCT ON sort here: a
+-- duplicate makes ON CONFLICT fail the whole statement ("cannot affect row a second time"), which
+-- merge_staged reports, and nothing is merged or lost.
 -- {table}, {time_column} (identifiers), {staged_key} (bar_start or period) and {staged_time} (the
 -- staged key as the time column stores it: bar_start AT TIME ZONE 'UTC' for an adopted
 -- `timestamp without time zone` column, which holds UTC) are filled per timeframe; the load key
@@ -11,16 +14,11 @@
 WITH staged AS (
     DELETE FROM ohlcv_staging
      WHERE load_key = %(load_key)s
-    RETURNING symbol, bar_start, period, open, high, low, close, volume, vwap, transactions
-), deduplicated AS (
-    -- The API has sent duplicate bars; bars are validated upstream, this keeps the statement safe.
-    SELECT DISTINCT ON (symbol, {staged_key}) *
-      FROM staged
-     ORDER BY symbol, {staged_key}, bar_start
+    RETURNING symbol, {staged_key}, open, high, low, close, volume, vwap, transactions
 ), merged AS (
     INSERT INTO {table} AS t (symbol, {time_column}, open, high, low, close, volume, vwap, transactions)
     SELECT symbol, {staged_time}, open, high, low, close, volume, vwap, transactions
-      FROM deduplicated
+      FROM staged
     ON CONFLICT (symbol, {time_column}) DO UPDATE
        SET open = EXCLUDED.open,
            high = EXCLUDED.high,
@@ -36,7 +34,7 @@ WITH staged AS (
             EXCLUDED.transactions)
     RETURNING symbol, (xmax = 0) AS inserted
 ), offered AS (
-    SELECT symbol, count(*) AS offered FROM deduplicated GROUP BY symbol
+    SELECT symbol, count(*) AS offered FROM staged GROUP BY symbol
 ), written AS (
     SELECT symbol,
            count(*) FILTER (WHERE inserted) AS inserted,

@@ -48,6 +48,7 @@ from tenacity.wait import wait_base
 
 from tickstock.bars import ParsedBars, decode_json, parse_aggregates, parse_grouped_daily
 from tickstock.timeframes import Timeframe
+from tickstock_airflow.hooks import MASSIVE_CONN_ID
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from tickstock.rate_budget import RateBudget
 
 DEFAULT_BASE_URL = "https://api.massive.com"
-MASSIVE_POOL = "massive_api"
 MAX_LIMIT = 50_000
 # Minute and hour bars are built from minute bars; ``limit`` caps those, not the result rows.
 MINUTE_BASED = frozenset({"minute", "hour"})
@@ -242,7 +242,7 @@ class MassiveHook(HttpHook):
     """
 
     conn_name_attr = "massive_conn_id"
-    default_conn_name = "massive_default"
+    default_conn_name = MASSIVE_CONN_ID
     conn_type = "http"
     hook_name = "Massive"
     default_host = DEFAULT_BASE_URL

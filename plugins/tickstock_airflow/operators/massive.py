@@ -5,6 +5,10 @@ not to XCom: a batch of 50 symbols x 5 years of day bars is megabytes, and the m
 is the wrong place for it. The task returns only counters and reasons; the upsert task merges the
 staged rows by ``staging_key``.
 
+The hook module is imported when the task runs, not with this module: DAG files import this
+one to build their maps, and the hook's http stack (HttpHook, aiohttp) would cost every DAG
+parse and task start a second.
+
 Failure policy: a symbol whose fetch fails (after the hook's retries) is reported in ``failed``
 and the others are still staged, because one delisted or misbehaving ticker must not cost the
 batch. Authentication/entitlement errors fail the task at once (every symbol would fail the same
@@ -25,13 +29,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import AirflowException
 from airflow.sdk import BaseOperator
 
+from tickstock.grouped_daily import SOURCE_CUSTOM_BARS
 from tickstock.timeframes import Timeframe
-from tickstock_airflow.hooks.massive import (
-    MassiveAuthError,
-    MassiveHook,
-    MassivePaginationError,
-    MassiveRequestError,
-)
+from tickstock_airflow.hooks import MASSIVE_CONN_ID
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,11 +39,10 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from tickstock.bars import Bar, ParsedBars
+    from tickstock_airflow.hooks.massive import MassiveHook
 
 # Reasons kept per symbol in the task result: enough to diagnose, small enough for XCom.
 MAX_REASONS_PER_SYMBOL = 20
-# Failures that belong to one symbol's request; anything else in every symbol is systemic.
-PER_SYMBOL_ERRORS = (MassiveRequestError, MassivePaginationError)
 
 
 @dataclass
@@ -109,6 +108,8 @@ def fetch_batch(
     Raises :class:`MassiveAuthError` as soon as any symbol hits one, cancelling what has not
     started; every other failure is recorded per symbol.
     """
+    from tickstock_airflow.hooks.massive import MassiveAuthError
+
     result = BatchResult()
 
     def fetch(symbol: str) -> ParsedBars:
@@ -141,8 +142,9 @@ class MassiveBarsToStagingOperator(BaseOperator):
     """Fetch one timeframe of bars for a batch of symbols from Massive into the staging table.
 
     Returns ``{"staging_key", "timeframe", "bars": {symbol: n}, "failed": {symbol: reason},
-    "invalid": {symbol: [reasons]}, "requests": n}``. Use it with the pool ``massive_api`` so
-    the number of concurrent fetch tasks stays bounded; ``rate_limit`` bounds their requests.
+    "invalid": {symbol: [reasons]}, "requests": n, "source": "custom_bars"}``. Use it with the
+    pool ``massive_api`` so the number of concurrent fetch tasks stays bounded; ``rate_limit``
+    bounds their requests.
 
     :param symbols: tickers of this batch (templated; a list, a JSON list or "A,B,C")
     :param timeframe: hour, day, week or month (templated)
@@ -175,7 +177,7 @@ class MassiveBarsToStagingOperator(BaseOperator):
         staging_key: str,
         adjusted: bool = True,
         extended_hours: bool = False,
-        massive_conn_id: str = MassiveHook.default_conn_name,
+        massive_conn_id: str = MASSIVE_CONN_ID,
         postgres_conn_id: str = "tickstock_db",
         redis_conn_id: str = "tickstock_redis",
         rate_limit: str | None = None,
@@ -202,6 +204,8 @@ class MassiveBarsToStagingOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> MassiveHook:
+        from tickstock_airflow.hooks.massive import MassiveHook
+
         return MassiveHook(
             self.massive_conn_id,
             rate_limit=self.rate_limit,
@@ -224,13 +228,16 @@ class MassiveBarsToStagingOperator(BaseOperator):
         )  # fmt: skip
         self._raise_if_systemic(symbols, batch)
         with closing(PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn()) as conn:
-            stage_bars(conn, self.staging_key, batch.bars)
+            stage_bars(conn, self.staging_key, batch.bars, timeframe=timeframe)
         return self._summarise(timeframe, batch)
 
     def _raise_if_systemic(self, symbols: list[str], batch: BatchResult) -> None:
         if len(batch.failed) < len(symbols):
             return
-        if all(isinstance(e, PER_SYMBOL_ERRORS) for e in batch.errors.values()):
+        from tickstock_airflow.hooks.massive import MassivePaginationError, MassiveRequestError
+
+        # Failures that belong to one symbol's request; anything else in every symbol is systemic.
+        if all(isinstance(e, (MassiveRequestError, MassivePaginationError)) for e in batch.errors.values()):
             return
         first = next(iter(batch.failed.items()))
         raise AirflowException(f"all {len(symbols)} symbols failed; e.g. {first[0]}: {first[1]}")
@@ -259,4 +266,5 @@ class MassiveBarsToStagingOperator(BaseOperator):
             "failed": batch.failed,
             "invalid": batch.invalid,
             "requests": self.hook.requests_made,
+            "source": SOURCE_CUSTOM_BARS,
         }

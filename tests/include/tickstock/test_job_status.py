@@ -38,6 +38,12 @@ def test_status_hash_has_the_documented_fields_and_is_published(redis_client):
         "daily_bars": 0,
         "weekly_bars": 0,
         "monthly_bars": 0,
+        "hourly_requests": 0,
+        "daily_requests": 0,
+        "weekly_requests": 0,
+        "monthly_requests": 0,
+        "grouped_daily_requests": 0,
+        "ticker_details_requests": 0,
         "errors": [],
     }
     assert "updated_at" in state

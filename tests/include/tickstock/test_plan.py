@@ -15,16 +15,23 @@ def test_batches_are_timeframe_by_symbol_chunk_with_unique_staging_keys():
     assert [(b["timeframe"], b["symbols"]) for b in plan.batches] == [
         ("hour", ["SCHG", "VUG"]),
         ("hour", ["SPY"]),
-        ("day", ["SCHG", "VUG"]),
-        ("day", ["SPY"]),
         ("week", ["SCHG", "VUG"]),
         ("week", ["SPY"]),
         ("month", ["SCHG", "VUG"]),
         ("month", ["SPY"]),
     ]
-    assert len({b["staging_key"] for b in plan.batches}) == 8
-    day = plan.batches[2]
-    assert (day["start"], day["end"], day["adjusted"], day["extended_hours"]) == (
+    # 3 symbols over 2 sessions: the day bars take 2 grouped-daily requests instead of 3
+    assert plan.grouped == [
+        {
+            "symbols": ["SCHG", "VUG", "SPY"],
+            "sessions": ["2025-12-01", "2025-12-02"],
+            "staging_key": "manual__x|day|g.0",
+            "adjusted": True,
+        }
+    ]
+    assert len({b["staging_key"] for b in plan.batches + plan.grouped}) == 7
+    week = plan.batches[2]
+    assert (week["start"], week["end"], week["adjusted"], week["extended_hours"]) == (
         "2025-12-01",
         "2025-12-02",
         True,
@@ -35,12 +42,22 @@ def test_batches_are_timeframe_by_symbol_chunk_with_unique_staging_keys():
 def test_five_thousand_symbols_stay_well_under_max_map_length():
     symbols = tuple(f"S{i:04d}" for i in range(5000))
     plan = plan_load(LoadRequest(symbols=symbols, days=365, as_of=date(2025, 11, 28)), run_id="r", now=NOW)
-    assert len(plan.batches) == 400  # 100 batches of 50 x 4 timeframes
+    # 100 batches of 50 x hour, week, month; the day bars come from 250 grouped-daily requests in 4 keys
+    assert len(plan.batches) == 300
+    assert {b["timeframe"] for b in plan.batches} == {"hour", "week", "month"}
+    assert [len(g["sessions"]) for g in plan.grouped] == [63, 63, 63, 61]
     tiny = plan_load(
         LoadRequest(symbols=symbols, days=365, as_of=date(2025, 11, 28), batch_size=1), run_id="r", now=NOW
     )
-    assert len(tiny.batches) <= MAX_MAPPED_TASKS
-    assert tiny.batch_size == effective_batch_size(5000, 4, 1) == 20
+    assert len(tiny.batches) + len(tiny.grouped) <= MAX_MAPPED_TASKS
+    assert tiny.batch_size == effective_batch_size(5000, 3, 1, max_tasks=MAX_MAPPED_TASKS - 4) == 16
+
+
+def test_day_bars_stay_per_symbol_when_grouped_daily_would_need_as_many_requests():
+    request = LoadRequest(symbols=("SCHG", "VUG"), days=2, as_of=date(2025, 12, 2))
+    plan = plan_load(request, run_id="r", now=NOW)
+    assert plan.grouped == []
+    assert [b["timeframe"] for b in plan.batches] == ["hour", "day", "week", "month"]
 
 
 def test_as_of_defaults_to_today_in_new_york():

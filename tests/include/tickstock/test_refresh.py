@@ -5,6 +5,7 @@ from datetime import date
 import pytest
 
 from tickstock import calendar
+from tickstock.grouped_daily import use_grouped_daily
 from tickstock.refresh import (
     Extent,
     RefreshBatch,
@@ -15,7 +16,6 @@ from tickstock.refresh import (
     group_ranges,
     plan_symbol_range,
     read_extents,
-    use_grouped_daily,
 )
 from tickstock.symbols import register_symbols, symbol_row
 from tickstock.timeframes import Timeframe
@@ -75,8 +75,8 @@ def test_gaps_start_the_range_and_new_symbols_get_a_bounded_history():
 def test_grouping_and_grouped_daily_economy():
     ranges = [RefreshRange(s, Timeframe.DAY, DEC_2, date(2025, 12, 3), "revision window") for s in ("A", "B", "C")]
     assert group_ranges(ranges) == {(Timeframe.DAY, DEC_2, date(2025, 12, 3)): ["A", "B", "C"]}
-    assert use_grouped_daily(symbol_count=3, session_count=2)
-    assert not use_grouped_daily(symbol_count=2, session_count=2)
+    assert use_grouped_daily(Timeframe.DAY, symbol_count=3, session_count=2)
+    assert not use_grouped_daily(Timeframe.DAY, symbol_count=2, session_count=2)
 
 
 def test_groups_are_batched_exactly_while_under_the_map_cap():

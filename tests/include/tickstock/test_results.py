@@ -4,18 +4,25 @@ from tickstock.job_status import JobState
 from tickstock.results import summarise
 
 
-def _batch(timeframe, bars, failed=None, invalid=None):
-    return {"timeframe": timeframe, "bars": bars, "failed": failed or {}, "invalid": invalid or {}}
+def _batch(timeframe, bars, failed=None, invalid=None, requests=0, source="custom_bars"):
+    return {
+        "timeframe": timeframe,
+        "bars": bars,
+        "failed": failed or {},
+        "invalid": invalid or {},
+        "requests": requests,
+        "source": source,
+    }
 
 
 def test_clean_load_is_completed_with_design_document_totals():
     batches = [
-        _batch("hour", {"SCHG": 14, "VUG": 14}),
-        _batch("day", {"SCHG": 2, "VUG": 2}),
-        _batch("week", {"SCHG": 1, "VUG": 1}),
-        _batch("month", {"SCHG": 1, "VUG": 1}),
+        _batch("hour", {"SCHG": 14, "VUG": 14}, requests=2),
+        _batch("day", {"SCHG": 2, "VUG": 2}, requests=3),  # one retried
+        _batch("week", {"SCHG": 1, "VUG": 1}, requests=2),
+        _batch("month", {"SCHG": 1, "VUG": 1}, requests=2),
     ]
-    summary = summarise(symbols=["SCHG", "VUG"], batch_results=batches, planned_batches=4)
+    summary = summarise(symbols=["SCHG", "VUG"], batch_results=batches, planned_batches=4, details_requests=2)
     summary.check_passed = True
     assert summary.state is JobState.COMPLETED
     assert summary.results() == {
@@ -25,6 +32,12 @@ def test_clean_load_is_completed_with_design_document_totals():
         "daily_bars": 4,
         "weekly_bars": 2,
         "monthly_bars": 2,
+        "hourly_requests": 2,
+        "daily_requests": 3,
+        "weekly_requests": 2,
+        "monthly_requests": 2,
+        "grouped_daily_requests": 0,
+        "ticker_details_requests": 2,
         "errors": [],
     }
     assert summary.message() == "Successfully loaded 2 symbols"
@@ -65,3 +78,14 @@ def test_a_symbol_without_daily_bars_failed_and_invalid_bars_are_reported():
         "SPY": "hour bars rejected: high < open at 14:00",
         "AAA": "No daily data available",
     }
+
+
+def test_grouped_daily_requests_are_counted_as_day_requests_and_named():
+    batches = [
+        _batch("day", {"SPY": 63, "QQQ": 63}, requests=63, source="grouped_daily"),
+        _batch("day", {"SPY": 62, "QQQ": 62}, requests=62, source="grouped_daily"),
+        _batch("week", {"SPY": 13, "QQQ": 13}, requests=2),
+    ]
+    results = summarise(symbols=["SPY", "QQQ"], batch_results=batches, planned_batches=3).results()
+    assert (results["daily_requests"], results["grouped_daily_requests"], results["weekly_requests"]) == (125, 125, 2)
+    assert results["daily_bars"] == 250

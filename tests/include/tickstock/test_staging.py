@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import psycopg
 import pytest
 
 from tickstock.bars import Bar
-from tickstock.staging import load_key, merge_staged, purge_stale_staging, stage_bars
+from tickstock.staging import DuplicateStagedBars, load_key, merge_staged, purge_stale_staging, stage_bars
 from tickstock.timeframes import Timeframe
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def _rows(conn, table="ohlcv_daily"):
 def test_stage_then_merge_inserts_then_rerun_changes_nothing_then_new_values_update(pg_conn):
     key = load_key("manual__1", "day", 0)
     bars = [_day_bar("SCHG", 1), _day_bar("SCHG", 2), _day_bar("VUG", 1)]
-    assert stage_bars(pg_conn, key, bars) == {"SCHG": 2, "VUG": 1}
+    assert stage_bars(pg_conn, key, bars, timeframe="day") == {"SCHG": 2, "VUG": 1}
     first = merge_staged(pg_conn, key, Timeframe.DAY)
     assert (first.inserted.total(), first.updated.total(), first.unchanged) == (3, 0, 0)
     assert first.staged == {"SCHG": 2, "VUG": 1}
@@ -47,11 +48,11 @@ def test_stage_then_merge_inserts_then_rerun_changes_nothing_then_new_values_upd
     ]
     assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (0,)
 
-    stage_bars(pg_conn, key, bars)
+    stage_bars(pg_conn, key, bars, timeframe="day")
     again = merge_staged(pg_conn, key, Timeframe.DAY)
     assert (again.inserted.total(), again.updated.total(), again.unchanged) == (0, 0, 3)
 
-    stage_bars(pg_conn, key, [_day_bar("SCHG", 2, close="103.75")])
+    stage_bars(pg_conn, key, [_day_bar("SCHG", 2, close="103.75")], timeframe="day")
     changed = merge_staged(pg_conn, key, Timeframe.DAY)
     assert changed.updated == {"SCHG": 1}
     assert _rows(pg_conn)[1][2] == Decimal("103.75")
@@ -60,27 +61,48 @@ def test_stage_then_merge_inserts_then_rerun_changes_nothing_then_new_values_upd
 
 def test_restaging_a_key_replaces_a_failed_attempts_rows(pg_conn):
     key = load_key("manual__2", Timeframe.DAY, 7)
-    stage_bars(pg_conn, key, [_day_bar("SPY", 1), _day_bar("SPY", 2)])
-    stage_bars(pg_conn, key, [_day_bar("SPY", 1)])  # the retry
+    stage_bars(pg_conn, key, [_day_bar("SPY", 1), _day_bar("SPY", 2)], timeframe="day")
+    stage_bars(pg_conn, key, [_day_bar("SPY", 1)], timeframe="day")  # the retry
     assert merge_staged(pg_conn, key, "day").staged == {"SPY": 1}
 
 
-def test_hourly_bars_are_keyed_by_their_instant_and_duplicates_collapse(pg_conn):
+def test_hourly_bars_are_keyed_by_their_instant_and_a_duplicate_is_refused_losing_nothing(pg_conn):
     key = load_key("manual__3", Timeframe.HOUR, 0)
     start = datetime(2025, 12, 1, 14, tzinfo=UTC)
     bar = Bar("SPY", Timeframe.HOUR, start, None, *(Decimal(v) for v in ("1", "2", "0.5", "1.5", "10")))
-    stage_bars(pg_conn, key, [bar, bar])
+    stage_bars(pg_conn, key, [bar, bar], timeframe="hour")  # tickstock.bars never returns this
+    with pytest.raises(DuplicateStagedBars, match=r"staged batch manual__3\|hour\|0 holds the same timestamp twice"):
+        merge_staged(pg_conn, key, Timeframe.HOUR)
+    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (2,)  # still staged
+    assert pg_conn.execute("SELECT count(*) FROM ohlcv_hourly").fetchone() == (0,)
+
+    stage_bars(pg_conn, key, [bar], timeframe="hour")  # the retried fetch
     result = merge_staged(pg_conn, key, Timeframe.HOUR)
-    assert result.inserted == {"SPY": 1}
-    assert result.staged == {"SPY": 1}  # counted after de-duplication: one bar offered
-    assert result.unchanged == 0
+    assert (result.inserted, result.staged, result.unchanged) == ({"SPY": 1}, {"SPY": 1}, 0)
     stored = pg_conn.execute('SELECT "timestamp", vwap, transactions FROM ohlcv_hourly').fetchall()
     assert stored == [(start, None, None)]
 
 
+def test_a_staged_row_carries_its_key_from_the_transaction_setting_not_from_every_row(pg_conn):
+    stage_bars(pg_conn, load_key("r0", "day", 0), [_day_bar("SPY", 1)], timeframe="day")
+    assert pg_conn.execute("SELECT load_key, bar_start, period FROM ohlcv_staging").fetchall() == [
+        ("r0|day|0", None, date(2025, 12, 1))
+    ]
+    # without the setting (this session has seen it, so it reads '' now) a row names no key: refused
+    copy_sql = "COPY ohlcv_staging (symbol, period, open, high, low, close, volume) FROM STDIN"
+    with (
+        pytest.raises(psycopg.errors.NotNullViolation, match='"load_key"'),
+        pg_conn.transaction(),
+        pg_conn.cursor() as cur,
+        cur.copy(copy_sql) as copy,
+    ):
+        copy.write_row(("SPY", date(2025, 12, 2), 1, 1, 1, 1, 1))
+    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (1,)
+
+
 def test_other_load_keys_are_untouched_and_stale_rows_are_purged(pg_conn):
-    stage_bars(pg_conn, load_key("r1", "day", 0), [_day_bar("SPY", 1)])
-    stage_bars(pg_conn, load_key("r2", "day", 0), [_day_bar("QQQ", 1)])
+    stage_bars(pg_conn, load_key("r1", "day", 0), [_day_bar("SPY", 1)], timeframe="day")
+    stage_bars(pg_conn, load_key("r2", "day", 0), [_day_bar("QQQ", 1)], timeframe="day")
     merge_staged(pg_conn, load_key("r1", "day", 0), "day")
     assert pg_conn.execute("SELECT symbol FROM ohlcv_staging").fetchall() == [("QQQ",)]
     assert purge_stale_staging(pg_conn, "1 hour") == 0

@@ -50,6 +50,7 @@ def test_execute_stages_every_symbols_bars_and_returns_only_counters(massive_con
         "failed": {},
         "invalid": {},
         "requests": 3,
+        "source": "custom_bars",
     }
     assert json.loads(json.dumps(result)) == result
     assert _staged(pg_conn, "manual__1|day|0") == {"SCHG": len(SESSIONS), "SPY": len(SESSIONS)}
@@ -121,7 +122,7 @@ TEST_DAG_SOURCE = """
 import pendulum
 
 from airflow.sdk import DAG
-from tickstock_airflow.hooks.massive import MASSIVE_POOL
+from tickstock_airflow.hooks import MASSIVE_POOL
 from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator
 
 with DAG(
@@ -194,6 +195,7 @@ def test_mapped_through_airflow_with_no_api_key_in_task_logs_or_xcom(
             "bars": {"SPY": len(SESSIONS), "SCHG": len(SESSIONS)},
             "failed": {},
             "invalid": {},
+            "source": "custom_bars",
         },
         1: {
             "staging_key": f"{run.run_id}|day|1",
@@ -201,6 +203,7 @@ def test_mapped_through_airflow_with_no_api_key_in_task_logs_or_xcom(
             "bars": {"VUG": len(SESSIONS)},
             "failed": {},
             "invalid": {},
+            "source": "custom_bars",
         },
     }
     assert sum(requests.values()) == 4

@@ -289,9 +289,7 @@ class Engine:
 
     # -- grouped daily --------------------------------------------------------------------------
 
-    def grouped(
-        self, day: dt.date, version: int, now_ms: int, adjusted: bool = True
-    ) -> tuple[list[str], Bars, str]:
+    def grouped(self, day: dt.date, version: int, now_ms: int, adjusted: bool = True) -> tuple[list[str], Bars, str]:
         """Tickers, day bars and the rendered ``results`` items of every symbol trading on ``day``.
 
         Empty on holidays, weekends and days the clock has not reached. ``adjusted`` restates
@@ -325,7 +323,6 @@ class Engine:
             self._grouped_cache.pop(next(iter(self._grouped_cache)))
         self._grouped_cache[key] = (symbols, bars, rendered)
         return symbols, bars, rendered
-
 
     # -- splits ---------------------------------------------------------------------------------
 

@@ -4,16 +4,16 @@ Two kinds of split exist in the simulator:
 
 * **Built-in** splits (a few curated names, and one to three per synthetic name listed before 2018)
   lie in the past. The price model's series is today's share basis, so for them the *raw*
-  history before the split is scaled up (prices × ratio, volume ÷ ratio): exactly what a real
+  history before the split is scaled up (prices x ratio, volume ÷ ratio): exactly what a real
   ticker that split years ago looks like unadjusted.
 * **Settable** splits (the ``splits`` knob / ``--split`` flag) are meant to happen "now", so
   bars already served must not change their raw values: for them the raw series *after* the
-  execution date drops (prices ÷ ratio, volume × ratio).
+  execution date drops (prices ÷ ratio, volume x ratio).
 
 Either way the raw series jumps by the ratio at the execution date, and ``adjusted=true`` bars
 are the raw ones restated for every split that has executed by the simulator's clock: a bar that
 starts before the execution date (ET midnight, so the prior day's post-market is pre-split) has
-OHLC and vwap × split_from / split_to and volume × split_to / split_from (the docs: "On the
+OHLC and vwap x split_from / split_to and volume x split_to / split_from (the docs: "On the
 execution date, all trading is already adjusted for the split, including the pre-market").
 Restatement happens on minute/hour/day bars; weeks and months are aggregated from restated days.
 """
@@ -234,7 +234,7 @@ class SplitBook:
 
 
 def scale(bars: Bars, num: np.ndarray, den: np.ndarray) -> Bars:
-    """Prices × num / den, volume × den / num; the vw × volume sum is invariant, so it is kept."""
+    """Prices x num / den, volume x den / num; the vw x volume sum is invariant, so it is kept."""
     from massive_sim.prices import Bars
 
     return Bars(

@@ -51,6 +51,8 @@ def schema_statements() -> list[sql.Composable]:
         sql.SQL(read_sql("ddl/timescaledb_extension.sql")),
         sql.SQL(read_sql("ddl/symbols.sql")),
         sql.SQL(read_sql("ddl/staging.sql")),
+        sql.SQL(read_sql("ddl/split_watermark.sql")),
+        sql.SQL(read_sql("ddl/adjustment_basis.sql")),
     ]
     for table in OHLCV_TABLES.values():
         statements.append(ohlcv_table_ddl(table))

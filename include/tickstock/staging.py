@@ -98,8 +98,17 @@ class MergeResult:
         return self.staged.total() - self.inserted.total() - self.updated.total()
 
 
-def merge_staged(conn: psycopg.Connection, key: str, timeframe: Timeframe | str) -> MergeResult:
-    """Upsert ``key``'s staged bars into the timeframe's table and clear them, atomically."""
+def merge_staged(
+    conn: psycopg.Connection, key: str, timeframe: Timeframe | str, *, adjusted: bool | None = None
+) -> MergeResult:
+    """Upsert ``key``'s staged bars into the timeframe's table and clear them, atomically.
+
+    With ``adjusted`` given, the merged symbols' adjustment basis for the table is recorded in
+    the same transaction, and a merge onto a series stored with the other basis is rolled back
+    (:class:`tickstock.splits.AdjustmentMismatch`): adjusted and raw bars never mix in a table.
+    """
+    from tickstock.splits import record_basis
+
     table = table_for(timeframe)
     staged_key = "bar_start" if table.is_intraday else "period"
     statement = sql.SQL(read_sql("dml/merge_staging.sql")).format(
@@ -116,6 +125,8 @@ def merge_staged(conn: psycopg.Connection, key: str, timeframe: Timeframe | str)
                 result.inserted[symbol] = inserted
             if updated:
                 result.updated[symbol] = updated
+        if adjusted is not None:
+            record_basis(conn, sorted(result.staged), table.table, adjusted)
     log.info(
         "Merged %s: %d staged, %d inserted, %d updated, %d unchanged",
         table.table,

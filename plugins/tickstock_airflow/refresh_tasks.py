@@ -31,6 +31,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     from tickstock.plan import MAX_MAPPED_TASKS
     from tickstock.refresh import (
         DATED_TIMEFRAMES,
+        RefreshRange,
         batch_groups,
         calendar_keys,
         find_first_missing,
@@ -38,11 +39,21 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         plan_symbol_range,
         read_extents,
         refresh_summary,
+        reload_range,
         use_grouped_daily,
     )
     from tickstock.schema import apply_schema
+    from tickstock.splits import (
+        AdjustmentMismatch,
+        Split,
+        check_basis,
+        read_watermark,
+        split_query_range,
+        splits_of_stored,
+    )
     from tickstock.sqlfiles import read_sql
     from tickstock.staging import load_key
+    from tickstock.timeframes import OHLCV_TABLES
     from tickstock.windows import plan_windows
 
     params = context["params"]
@@ -66,11 +77,36 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     with pg_connection() as conn:
         apply_schema(conn)
         symbols = [row[0] for row in conn.execute(read_sql("dml/active_symbols.sql")).fetchall()]
+        try:
+            check_basis(conn, symbols, [OHLCV_TABLES[tf].table for tf in Timeframe], shape.adjusted)
+        except AdjustmentMismatch as exc:
+            raise AirflowFailException(f"Invalid refresh request: {exc}") from exc
+        extents_by_tf = {tf: read_extents(conn, tf, symbols) for tf in DATED_TIMEFRAMES}
+        splits_through = None
+        reloads: dict[str, list[Split]] = {}
+        query = None
+        if shape.adjusted and symbols:
+            stored_firsts = [e.first_key for e in extents_by_tf[Timeframe.DAY] if e.first_key is not None]
+            query = split_query_range(read_watermark(conn), as_of, min(stored_firsts, default=None))
+        if query is not None:
+            # One paginated query per run; a split of a symbol we do not store costs nothing more.
+            candidates = splits_of_stored(massive_hook().get_splits(*query), symbols)
+            # The hourly table is the largest: read its extents only for symbols that split.
+            extents_by_tf[Timeframe.HOUR] = read_extents(conn, Timeframe.HOUR, sorted(candidates))
+            stored = {e.symbol for tf_extents in extents_by_tf.values() for e in tf_extents if e.stored}
+            reloads = {symbol: found for symbol, found in candidates.items() if symbol in stored}
+            splits_through = as_of.isoformat()
+            for symbol, found in sorted(reloads.items()):
+                log.info(
+                    "Split-adjusted history of %s changed (%s): reloading every stored bar",
+                    symbol,
+                    ", ".join(f"{s.ratio} on {s.execution_date}" for s in found),
+                )
         ranges = []
         since: dict[str, str] = {}
         for timeframe in DATED_TIMEFRAMES:
             keys = calendar_keys(timeframe, sessions)
-            extents = read_extents(conn, timeframe, symbols)
+            extents = extents_by_tf[timeframe]
             missing = find_first_missing(conn, timeframe, extents, keys)
             for extent in extents:
                 item = plan_symbol_range(
@@ -80,6 +116,8 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
                     first_missing=missing.get(extent.symbol),
                     as_of_is_session=as_of_is_session,
                 )
+                if extent.symbol in reloads:
+                    item = reload_range(extent, timeframe, sessions) or item
                 if item:
                     ranges.append(item)
                 if timeframe is Timeframe.DAY:
@@ -106,6 +144,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             )
         else:
             to_batch[(timeframe, start, end)] = group
+    hourly = None
     if as_of_is_session and symbols and shape.hourly_days:
         hourly = plan_windows(
             as_of=as_of,
@@ -116,7 +155,15 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             now=planned_at,
         ).get(Timeframe.HOUR)
         if hourly:
-            to_batch[(Timeframe.HOUR, hourly.start, hourly.end)] = symbols
+            to_batch[(Timeframe.HOUR, hourly.start, hourly.end)] = [s for s in symbols if s not in reloads]
+    for extent in extents_by_tf.get(Timeframe.HOUR, []):
+        item = reload_range(extent, Timeframe.HOUR, sessions) if extent.symbol in reloads else None
+        if item is None and extent.symbol in reloads and as_of_is_session and shape.hourly_days and hourly:
+            item = RefreshRange(extent.symbol, Timeframe.HOUR, hourly.start, hourly.end, "new")
+        if item:
+            ranges.append(item)
+            to_batch.setdefault((Timeframe.HOUR, item.start, item.end), []).append(extent.symbol)
+    to_batch = {key: group for key, group in to_batch.items() if group}
     max_batches = MAX_MAPPED_TASKS - len(grouped)
     batches = [
         {
@@ -152,6 +199,8 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             "grouped": grouped,
             "batch_count": len(batches) + len(grouped),
             "daily_required": False,
+            "splits": [split.to_json() for found in reloads.values() for split in found],
+            "splits_through": splits_through,
             "min_completeness": float(params.get("min_completeness", 1.0)),
             "check": {
                 "as_of": as_of.isoformat(),

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import Asset, XComArg, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -128,6 +128,16 @@ def job_id_of(planner: XComArg) -> XComArg:
     return XComArg(planner.operator, key=JOB_ID_KEY)
 
 
+def fail_job(job_id: str, run_id: str, message: str) -> NoReturn:
+    """Mark a job ``failed`` before any request was made and fail the task without retries."""
+    from tickstock.job_status import JobState
+
+    job_status_store().update(
+        job_id, status=JobState.FAILED, progress=100, message=message, errors=[message], fields={"run_id": run_id}
+    )
+    raise AirflowFailException(message)
+
+
 @task
 def plan_load(**context: Any) -> list[dict[str, Any]]:
     """Validate params, apply the schema, compute windows and return the symbol batches to map over."""
@@ -136,22 +146,14 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
     from tickstock.job_status import JobState
     from tickstock.plan import plan_load as build_plan
     from tickstock.schema import apply_schema
+    from tickstock.splits import AdjustmentMismatch, check_basis, initialise_watermark
 
     params = context["params"]
     run_id = context["run_id"]
     try:
         request = parse_load_request(params)
     except InvalidRequest as exc:
-        job_id = params.get("job_id") or run_id
-        job_status_store().update(
-            str(job_id),
-            status=JobState.FAILED,
-            progress=100,
-            message=f"Invalid load request: {exc}",
-            errors=[str(exc)],
-            fields={"run_id": run_id},
-        )
-        raise AirflowFailException(f"Invalid load request: {exc}") from exc
+        fail_job(str(params.get("job_id") or run_id), run_id, f"Invalid load request: {exc}")
     job_id = request.job_id or run_id
     planned_at = datetime.now(UTC)
     log.info("=== PROCESSING JOB %s ===", job_id)
@@ -169,6 +171,12 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
         )
     with pg_connection() as conn:
         apply_schema(conn)
+        try:
+            check_basis(conn, request.symbols, [OHLCV_TABLES[tf].table for tf in request.timeframes], request.adjusted)
+        except AdjustmentMismatch as exc:
+            fail_job(job_id, run_id, f"Invalid load request: {exc}")
+        # Bars fetched from now on reflect every split executed so far (see tickstock.splits).
+        initialise_watermark(conn, plan.as_of)
     job_status_store().update(
         job_id,
         status=JobState.PROCESSING,
@@ -186,6 +194,9 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
             "symbols": list(request.symbols),
             "batch_count": len(plan.batches),
             "min_completeness": float(params.get("min_completeness", 1.0)),
+            "splits_window": [min(w.start for w in plan.windows.values()).isoformat(), plan.as_of.isoformat()]
+            if plan.windows and request.adjusted
+            else None,
             "check": {
                 "as_of": plan.as_of.isoformat(),
                 "planned_at": planned_at.isoformat(),
@@ -202,6 +213,7 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
 @task
 def register_symbols(plan: Mapping[str, Any]) -> dict[str, Any]:
     """Register ticker details in ``symbols``; unknown tickers are registered with the symbol only."""
+    from tickstock.splits import splits_of_stored
     from tickstock.symbols import register_symbols as upsert
     from tickstock.symbols import symbol_row, symbols_with_fresh_metadata
 
@@ -220,7 +232,15 @@ def register_symbols(plan: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 log.info("✓ Symbol registered: %s (%s)", found.get("name"), found.get("type"))
         upsert(conn, [symbol_row(s, d) for s, d in details.items()], fresh=fresh)
-    return {"unknown": unknown, "registered": len(details), "fresh": len(fresh)}
+    result: dict[str, Any] = {"unknown": unknown, "registered": len(details), "fresh": len(fresh)}
+    window = plan.get("splits_window")
+    if window:
+        # Recorded, not acted on: bars fetched now are already on the basis these splits set.
+        seen = splits_of_stored(hook.get_splits(*window), symbols)
+        result["splits"] = [split.to_json() for found in seen.values() for split in found]
+        for split in (split for found in seen.values() for split in found):
+            log.info("Split in the load window: %s %s %s", split.symbol, split.execution_date, split.ratio)
+    return result
 
 
 # none_failed: in nightly_refresh one of the two fetch paths is often an empty (skipped) map.
@@ -234,8 +254,13 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
     context = get_current_context()
     symbols = sorted(fetch_result.get("bars", {}))
     context["map_index_label"] = f"{timeframe.value} · {symbols[0]}…{symbols[-1]} ({len(symbols)})" if symbols else key
-    with pg_connection() as conn:
-        merged = merge_staged(conn, key, timeframe)
+    from tickstock.splits import AdjustmentMismatch
+
+    try:
+        with pg_connection() as conn:
+            merged = merge_staged(conn, key, timeframe, adjusted=fetch_result.get("adjusted", True))
+    except AdjustmentMismatch as exc:  # a concurrent load claimed the other basis: retrying cannot help
+        raise AirflowFailException(str(exc)) from exc
     table = OHLCV_TABLES[timeframe].table
     for symbol, count in sorted(merged.staged.items()):
         log.info("✓ Inserted %d bars into %s for %s", count, table, symbol)
@@ -253,6 +278,8 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
         "bars": dict(merged.staged),
         "inserted": merged.inserted.total(),
         "updated": merged.updated.total(),
+        # rows inserted or changed per symbol: what a split reload rewrote (results.splits)
+        "written": dict(merged.inserted + merged.updated),
         "failed": dict(fetch_result.get("failed", {})),
         "invalid": dict(fetch_result.get("invalid", {})),
         "requests": fetch_result.get("requests", 0),
@@ -308,6 +335,43 @@ def check_bar_counts(
     return result
 
 
+def record_splits(
+    plan: Mapping[str, Any],
+    registration: Mapping[str, Any] | None,
+    upserts: Sequence[Mapping[str, Any]],
+    *,
+    completed: bool,
+) -> list[dict[str, Any]] | None:
+    """``results.splits`` of a run, and the split watermark advanced when a refresh completed.
+
+    The watermark moves only when every symbol loaded and the check passed: a failed reload is
+    retried by the next run, which asks for the same execution dates again.
+    """
+    from collections import Counter
+
+    from tickstock.splits import Split, advance_watermark, split_results
+
+    found = plan.get("splits") if plan.get("splits") is not None else (registration or {}).get("splits")
+    if found is None:
+        return None
+    written: Counter[str] = Counter()
+    for result in upserts:
+        written.update(result.get("written", {}))
+    entries = split_results([Split.from_json(item) for item in found], written)
+    for entry in entries:
+        log.info(
+            "Split %s %s %s: %d rows rewritten", entry["symbol"], entry["date"], entry["ratio"], entry["rows_rewritten"]
+        )
+    through = plan.get("splits_through")
+    if through and completed:
+        with pg_connection() as conn:
+            advance_watermark(conn, date.fromisoformat(through))
+        log.info("Split watermark advanced to %s", through)
+    elif through:
+        log.warning("Split watermark not advanced: the run did not complete; the next run asks again")
+    return entries
+
+
 @task(trigger_rule="all_done")
 def finish_job(
     plan: Mapping[str, Any], upserts: Sequence[Mapping[str, Any]], registration: Mapping[str, Any] | None = None
@@ -335,6 +399,9 @@ def finish_job(
     else:
         summary.check_passed, summary.check_summary = outcome["passed"], outcome["summary"]
     results = summary.results()
+    splits = record_splits(plan, registration, upserts, completed=summary.state is JobState.COMPLETED)
+    if splits is not None:
+        results["splits"] = splits
     log.info("=" * 60)
     log.info("JOB COMPLETE: %s", plan["job_id"])
     log.info("=" * 60)
@@ -351,7 +418,8 @@ def finish_job(
         status=summary.state,
         progress=100,
         message=summary.message(),
-        results={k: v for k, v in results.items() if k != "errors"},
+        results={k: v for k, v in results.items() if k not in ("errors", "splits")},
+        splits=results.get("splits"),
         errors=results["errors"],
         replace_errors=True,
         fields={"requests": json.dumps(requests_made)},

@@ -72,6 +72,7 @@ def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_d
         "weekly_bars": 2,
         "monthly_bars": 2,
         "errors": [],
+        "splits": [],  # the splits seen in the load window (none for these two)
     }
     names = dict(pg_conn.execute("SELECT symbol, name FROM symbols").fetchall())
     assert names == {"SCHG": "Schwab U.S. Large-Cap Growth ETF", "VUG": "Vanguard Growth ETF"}

@@ -5,7 +5,7 @@ Load historical OHLCV bars (hour, day, week, month) for a universe of symbols fr
 Custom Bars API into PostgreSQL/TimescaleDB. Triggered from the UI (symbols, days), by
 `redis_job_listener` for TickStockAppV2's job messages, and reusable by other DAGs.
 
-**Flow:** `plan_load` (validate params, apply schema, exact windows from the NYSE calendar, symbol
+**Flow:** `plan_load` (validate params, check the schema is at head, exact windows from the NYSE calendar, symbol
 batches) → `register_symbols` (ticker details) ∥ `fetch_bars` (mapped: one timeframe x symbol
 batch per task, COPY into a staging table) → `upsert_bars` (mapped: one merge transaction per
 batch) → `check_bar_counts` (every expected bar present, none on non-sessions, OHLC valid) →

@@ -4,12 +4,12 @@ Run by the compose file's ``airflow-init`` service after the image's entrypoint 
 Airflow's database and created the admin user. Everything comes from environment variables
 that docker-compose.yaml fills from ``.env``, so ``.env`` stays the one place an operator edits:
 re-running init (every ``docker compose up``) rewrites the three connections, the pool size and
-the ``massive_rate_limit`` Variable from it, and is otherwise a no-op (the schema is
-idempotent). Connections go into Airflow's metadata database (encrypted with the generated
-Fernet key) rather than ``AIRFLOW_CONN_*`` variables, so they are visible and testable in the UI
-and the API key is not in every container's environment.
+the ``massive_rate_limit`` Variable from it, and is otherwise a no-op (``python -m
+tickstock.schema upgrade`` does nothing at head). Connections go into Airflow's metadata
+database (encrypted with the generated Fernet key) rather than ``AIRFLOW_CONN_*`` variables, so
+they are visible and testable in the UI and the API key is not in every container's environment.
 
-It only needs the standard library, Airflow and psycopg, so it runs in the image
+It only needs the standard library, Airflow, psycopg and alembic, so it runs in the image
 without the repository's dev tooling; ``tests/ops/test_init_tickstock.py`` runs it for real
 against the embedded PostgreSQL and a throw-away Airflow home.
 """
@@ -88,10 +88,17 @@ def configure_airflow(connections: dict[str, dict[str, object]], pool_slots: int
         )
 
 
-def apply_schema_and_check(env: dict[str, str], postgres_url: str, require_hypertables: bool) -> list[str]:
-    """Apply the TickStock schema; return the hypertables (and insist on them when asked)."""
-    subprocess.run([sys.executable, "-m", "tickstock.schema", "--dsn", postgres_url], check=True, env=env)
+def upgrade_schema_and_check(env: dict[str, str], postgres_url: str, require_hypertables: bool) -> list[str]:
+    """Upgrade the TickStock schema to head; return the hypertables (and insist on them when asked).
+
+    Populated plain tables are not converted here (``upgrade --hypertables`` is a reviewed step).
+    """
+    upgrade = [sys.executable, "-m", "tickstock.schema", "upgrade", "--dsn", postgres_url]
+    if subprocess.run(upgrade, env=env, check=False).returncode:
+        raise InitError("the TickStock schema upgrade was refused (reason above); nothing was changed")
     import psycopg
+
+    from tickstock.timeframes import OHLCV_TABLES
 
     with psycopg.connect(postgres_url) as conn:
         has_timescale = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
@@ -105,10 +112,17 @@ def apply_schema_and_check(env: dict[str, str], postgres_url: str, require_hyper
             if has_timescale
             else []
         )
-    if require_hypertables and not hypertables:
+    if require_hypertables and not has_timescale:
         raise InitError(
             "TimescaleDB is not active in the TickStock database (no hypertables): "
             "is the timescaledb image used and was the data volume initialised by it?"
+        )
+    plain = sorted({t.table for t in OHLCV_TABLES.values()} - set(hypertables))
+    if require_hypertables and plain:
+        raise InitError(
+            f"{', '.join(plain)} stayed plain tables (they hold rows, or a unique key lacks the time column: "
+            "see the upgrade's warnings). Converting them locks and rewrites them; after review run "
+            "`docker compose run --rm --no-deps airflow-cli python -m tickstock.schema upgrade --hypertables`"
         )
     return hypertables
 
@@ -125,8 +139,8 @@ def main(env: dict[str, str] | None = None) -> int:
         print(f"pool: {MASSIVE_POOL} ({slots} slots)")
         print(f"variable: {RATE_LIMIT_VARIABLE}={rate_limit}")
         require = env.get("TICKSTOCK_REQUIRE_HYPERTABLES", "").lower() in {"1", "true", "yes"}
-        hypertables = apply_schema_and_check(env, env["TICKSTOCK_POSTGRES_URL"], require)
-        print(f"schema applied; hypertables: {', '.join(hypertables) or 'none (plain PostgreSQL)'}")
+        hypertables = upgrade_schema_and_check(env, env["TICKSTOCK_POSTGRES_URL"], require)
+        print(f"schema at head; hypertables: {', '.join(hypertables) or 'none (plain PostgreSQL)'}")
     except InitError as exc:
         print(f"airflow-init: {exc}", file=sys.stderr)
         return 2

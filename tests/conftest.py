@@ -10,7 +10,8 @@ so a test run never touches development data.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -21,11 +22,12 @@ from tickstock_dev import services
 from tickstock_dev.airflow_env import airflow_env, ensure_airflow_db
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 pytest_plugins = ["massive_sim.testing"]
 
 TEST_REDIS_DB = 1
+BROWNFIELD_SQL = Path(__file__).resolve().parent / "sql" / "brownfield"
 _STARTED = pytest.StashKey[services.ServiceUrls]()
 _TEST_URLS = pytest.StashKey[services.ServiceUrls]()
 
@@ -70,15 +72,15 @@ def service_urls(pytestconfig: pytest.Config) -> services.ServiceUrls:
 
 @pytest.fixture(scope="session")
 def schema(service_urls: services.ServiceUrls) -> None:
-    from tickstock.schema import apply_schema
+    """The test database upgraded to head, as tooling does (load runs only check the revision)."""
+    from tickstock.schema import upgrade
 
-    with psycopg.connect(service_urls.postgres_url) as conn:
-        apply_schema(conn)
+    upgrade(service_urls.postgres_url)
 
 
 @pytest.fixture
 def pg_conn(service_urls: services.ServiceUrls, schema: None) -> Iterator[psycopg.Connection]:
-    """A connection to the test database with the schema applied and every table empty."""
+    """A connection to the test database at the schema head, every table empty."""
     from tickstock.timeframes import OHLCV_TABLES
 
     with psycopg.connect(service_urls.postgres_url, autocommit=True) as conn:
@@ -94,3 +96,76 @@ def redis_client(service_urls: services.ServiceUrls) -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture
+def new_database(service_urls: services.ServiceUrls) -> Iterator[Callable[[str], str]]:
+    """``new_database(name)``: an empty database on the test server (URL), dropped after the test.
+
+    For tests that need a database other than the session's, already upgraded one: a brownfield
+    TickStock database, one behind head, one to compare ``sql`` output with ``upgrade`` on.
+    """
+    base = urlsplit(service_urls.postgres_url).path.lstrip("/")
+    admin_url = services.with_database(service_urls.postgres_url, "postgres")
+    created: list[str] = []
+
+    def create(name: str) -> str:
+        database = f"{base}_{name}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{database}"')
+        created.append(database)
+        return services.with_database(service_urls.postgres_url, database)
+
+    yield create
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for database in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture
+def brownfield(new_database: Callable[[str], str]) -> Callable[[str], str]:
+    """``brownfield(variant)``: a new database holding ``tests/sql/brownfield/<variant>.sql``.
+
+    The variants are TickStock databases made before this loader: the design document's tables
+    with their own keys, types and rows (see each file's header).
+    """
+
+    def create(variant: str) -> str:
+        url = new_database(f"brownfield_{variant}")
+        with psycopg.connect(url) as conn:
+            conn.execute((BROWNFIELD_SQL / f"{variant}.sql").read_text())
+        return url
+
+    return create
+
+
+def catalog(conn: psycopg.Connection) -> dict[str, Any]:
+    """The public schema as the catalog describes it: columns (type, NOT NULL, default), constraints, indexes."""
+    columns = conn.execute(
+        """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                  pg_get_expr(d.adbin, d.adrelid), a.attidentity, c.relpersistence
+             FROM pg_attribute a
+             JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY 1, a.attnum"""
+    ).fetchall()
+    constraints = conn.execute(
+        """SELECT cl.relname, co.conname, co.contype, pg_get_constraintdef(co.oid)
+             FROM pg_constraint co
+             JOIN pg_class cl ON cl.oid = co.conrelid
+             JOIN pg_namespace n ON n.oid = cl.relnamespace
+            WHERE n.nspname = 'public' ORDER BY 1, 2"""
+    ).fetchall()
+    indexes = conn.execute(
+        "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2"
+    )
+    return {"columns": columns, "constraints": constraints, "indexes": indexes.fetchall()}
+
+
+@pytest.fixture(name="catalog")
+def catalog_fixture() -> Callable[[psycopg.Connection], dict[str, Any]]:
+    """``catalog(conn)``: the public schema's columns, constraints and indexes, for comparing databases."""
+    return catalog

@@ -205,6 +205,10 @@ class LocalAirflow:
             massive_url, api_key = sim.url, sim.api_key
         env = self.environment(urls, massive_url, api_key or "")
         logs = self.airflow_home / "logs"
+        # Loads never change the schema (plan_load only checks it): upgrade before anything runs.
+        from tickstock.schema import upgrade
+
+        upgrade(urls.postgres_url)
         ensure_airflow_db(env)
         subprocess.run(
             [self._airflow(), "pools", "set", MASSIVE_POOL, str(MASSIVE_POOL_SLOTS), "Massive API fetches"],

@@ -255,11 +255,11 @@ def reset_load_tables(postgres_url: str) -> None:
     """Empty the tables a load writes, so every run loads fresh rows and fetches fresh metadata."""
     import psycopg
 
-    from tickstock.schema import apply_schema
+    from tickstock.schema import upgrade
     from tickstock.timeframes import OHLCV_TABLES
 
+    upgrade(postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        apply_schema(conn)
         tables = ", ".join(["symbols", "ohlcv_staging", *(t.table for t in OHLCV_TABLES.values())])
         conn.execute(f"TRUNCATE {tables}")
         conn.execute("CHECKPOINT")

@@ -71,10 +71,10 @@ def _holds_load(postgres_url: str, names: list[str]) -> bool:
     """Whether the bench database holds exactly a completed load of ``names`` as of ``AS_OF``."""
     import psycopg
 
-    from tickstock.schema import apply_schema
+    from tickstock.schema import upgrade
 
+    upgrade(postgres_url)
     with psycopg.connect(postgres_url) as conn:
-        apply_schema(conn)
         stored = {row[0] for row in conn.execute("SELECT symbol FROM symbols WHERE active")}
         if stored != set(names):
             return False

@@ -136,7 +136,7 @@ def run(
     """Measure raw COPY, fresh upsert and full re-upsert, interleaved, ``runs`` times."""
     import os
 
-    from tickstock.schema import apply_schema
+    from tickstock.schema import upgrade
     from tickstock_dev import bench_profile
 
     t_section = time.perf_counter()
@@ -145,8 +145,8 @@ def run(
     copy_rates, fresh_rates, again_rates = [], [], []
     fresh_stage, fresh_merge, again_stage, again_merge = [], [], [], []
     profiles: list[bench_profile.Profile] = []
+    upgrade(postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        apply_schema(conn)
         conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
         conn.execute(f"CREATE TABLE {COPY_TABLE} (LIKE ohlcv_daily INCLUDING ALL)")
         for r in range(runs):

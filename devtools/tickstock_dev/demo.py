@@ -88,13 +88,10 @@ def main() -> int:
             env = airflow_env(base / "airflow-demo", urls, massive_url=sim.url, massive_api_key=sim.api_key)
             os.environ.update(env)
             ensure_airflow_db(env)
-            import psycopg
+            from tickstock.schema import upgrade
 
-            from tickstock.schema import apply_schema
-
-            with psycopg.connect(urls.postgres_url) as conn:
-                apply_schema(conn)
-            print("Schema applied (symbols, ohlcv_hourly, ohlcv_daily, ohlcv_weekly, ohlcv_monthly)\n")
+            schema = upgrade(urls.postgres_url)
+            print(f"Schema at revision {schema.after} (python -m tickstock.schema upgrade)\n")
 
             from airflow.dag_processing.dagbag import DagBag
 

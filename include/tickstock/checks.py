@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from tickstock.schema import column_types, is_naive_instant
 from tickstock.sqlfiles import read_sql
 from tickstock.timeframes import Timeframe, table_for
 
@@ -94,9 +96,17 @@ def count_bars(
     """
     table = table_for(window.timeframe)
     first_day, last_day = _PERIOD_DAYS[window.timeframe]
+    first, last = window.expected[0], window.expected[-1]
+    stored_key: sql.Composable = sql.SQL("t.{}").format(sql.Identifier(table.time_column))
+    if is_naive_instant(column_types(conn, table.table)[table.time_column]):
+        # UTC wall time in the column: compare the column with naive UTC bounds (its index
+        # applies) and turn it into an instant for matching the calendar's keys.
+        stored_key = sql.SQL("({} AT TIME ZONE 'UTC')").format(stored_key)
+        first, last = (_naive_utc(first), _naive_utc(last))
     statement = sql.SQL(read_sql("checks/bar_counts.sql")).format(
         table=sql.Identifier(table.table),
         time_column=sql.Identifier(table.time_column),
+        stored_key=stored_key,
         key_type=sql.SQL(table.time_type),
         period_first_day=sql.SQL(first_day),
         period_last_day=sql.SQL(last_day),
@@ -105,11 +115,16 @@ def count_bars(
         "keys": list(window.expected),
         "symbols": symbols,
         "since": [(since or {}).get(symbol) for symbol in symbols],
-        "first": window.expected[0],
-        "last": window.expected[-1],
+        "first": first,
+        "last": last,
     }
     rows = conn.execute(statement, params).fetchall()
     return [SymbolCount(row[0], window.timeframe.value, *row[1:]) for row in rows]
+
+
+def _naive_utc(key: datetime) -> datetime:
+    """An aware instant as naive UTC wall time (what an adopted ``timestamp`` column holds)."""
+    return key.astimezone(UTC).replace(tzinfo=None)
 
 
 def evaluate(counts: list[SymbolCount], *, min_completeness: float = 1.0) -> CheckOutcome:

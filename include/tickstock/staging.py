@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from tickstock.schema import column_types, is_naive_instant
 from tickstock.sqlfiles import read_sql
 from tickstock.timeframes import Timeframe, table_for
 
@@ -111,10 +112,14 @@ def merge_staged(
 
     table = table_for(timeframe)
     staged_key = "bar_start" if table.is_intraday else "period"
+    staged_time: sql.Composable = sql.Identifier(staged_key)
+    if is_naive_instant(column_types(conn, table.table)[table.time_column]):
+        staged_time = sql.SQL("({} AT TIME ZONE 'UTC')").format(staged_time)
     statement = sql.SQL(read_sql("dml/merge_staging.sql")).format(
         table=sql.Identifier(table.table),
         time_column=sql.Identifier(table.time_column),
         staged_key=sql.Identifier(staged_key),
+        staged_time=staged_time,
     )
     result = MergeResult(table.table)
     with conn.transaction(), conn.cursor() as cur:

@@ -11,7 +11,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.timeframes import Timeframe
-from tickstock_airflow.tasks import JOB_ID_KEY, PLAN_KEY, job_status_store, massive_hook, pg_connection
+from tickstock_airflow.tasks import JOB_ID_KEY, PLAN_KEY, fail_job, job_status_store, massive_hook, pg_connection
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         reload_range,
         use_grouped_daily,
     )
-    from tickstock.schema import apply_schema
+    from tickstock.schema import SchemaNotAtHead, require_head
     from tickstock.splits import (
         AdjustmentMismatch,
         Split,
@@ -75,7 +75,10 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     sessions = calendar.started_sessions(calendar.sessions(calendar.CALENDAR_START, as_of), planned_at)
 
     with pg_connection() as conn:
-        apply_schema(conn)
+        try:
+            require_head(conn)  # never DDL in a run: tooling upgrades (python -m tickstock.schema upgrade)
+        except SchemaNotAtHead as exc:
+            fail_job(job_id, run_id, str(exc), cause=exc)
         symbols = [row[0] for row in conn.execute(read_sql("dml/active_symbols.sql")).fetchall()]
         try:
             check_basis(conn, symbols, [OHLCV_TABLES[tf].table for tf in Timeframe], shape.adjusted)

@@ -105,6 +105,16 @@ def planned_windows(plan: Mapping[str, Any]) -> dict[Timeframe, LoadWindow]:
     )
 
 
+def fail_job(job_id: str, run_id: str, message: str, *, cause: BaseException) -> NoReturn:
+    """Report a run that cannot start as ``failed`` in the job status, then fail the task for good."""
+    from tickstock.job_status import JobState
+
+    job_status_store().update(
+        job_id, status=JobState.FAILED, progress=100, message=message, errors=[str(cause)], fields={"run_id": run_id}
+    )
+    raise AirflowFailException(message) from cause
+
+
 PLAN_KEY = "plan"
 JOB_ID_KEY = "job_id"
 
@@ -128,24 +138,18 @@ def job_id_of(planner: XComArg) -> XComArg:
     return XComArg(planner.operator, key=JOB_ID_KEY)
 
 
-def fail_job(job_id: str, run_id: str, message: str) -> NoReturn:
-    """Mark a job ``failed`` before any request was made and fail the task without retries."""
-    from tickstock.job_status import JobState
-
-    job_status_store().update(
-        job_id, status=JobState.FAILED, progress=100, message=message, errors=[message], fields={"run_id": run_id}
-    )
-    raise AirflowFailException(message)
-
-
 @task
 def plan_load(**context: Any) -> list[dict[str, Any]]:
-    """Validate params, apply the schema, compute windows and return the symbol batches to map over."""
+    """Validate params, check the schema is at head, compute windows and return the batches to map over.
+
+    The schema is never changed here (see ``tickstock.schema``): a database behind head fails the
+    run at once, before any API request, with the command that upgrades it.
+    """
     from datetime import UTC, datetime
 
     from tickstock.job_status import JobState
     from tickstock.plan import plan_load as build_plan
-    from tickstock.schema import apply_schema
+    from tickstock.schema import SchemaNotAtHead, require_head
     from tickstock.splits import AdjustmentMismatch, check_basis, initialise_watermark
 
     params = context["params"]
@@ -153,8 +157,13 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
     try:
         request = parse_load_request(params)
     except InvalidRequest as exc:
-        fail_job(str(params.get("job_id") or run_id), run_id, f"Invalid load request: {exc}")
+        fail_job(str(params.get("job_id") or run_id), run_id, f"Invalid load request: {exc}", cause=exc)
     job_id = request.job_id or run_id
+    with pg_connection() as conn:
+        try:
+            require_head(conn)
+        except SchemaNotAtHead as exc:
+            fail_job(job_id, run_id, str(exc), cause=exc)
     planned_at = datetime.now(UTC)
     log.info("=== PROCESSING JOB %s ===", job_id)
     log.info("Source: %s", request.source or context["dag_run"].run_type)
@@ -170,11 +179,10 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
             window.expected_count,
         )
     with pg_connection() as conn:
-        apply_schema(conn)
         try:
             check_basis(conn, request.symbols, [OHLCV_TABLES[tf].table for tf in request.timeframes], request.adjusted)
         except AdjustmentMismatch as exc:
-            fail_job(job_id, run_id, f"Invalid load request: {exc}")
+            fail_job(job_id, run_id, f"Invalid load request: {exc}", cause=exc)
         # Bars fetched from now on reflect every split executed so far (see tickstock.splits).
         initialise_watermark(conn, plan.as_of)
     job_status_store().update(

@@ -64,7 +64,8 @@ def _api_bars(sim, symbol, timeframe, start, end):
     """The simulator's adjusted bars keyed like the tables, values exactly as the JSON text."""
     response = sim.get(f"/v2/aggs/ticker/{symbol}/range/1/{timeframe}/{start}/{end}", params={"limit": 50000})
     body = json.loads(response.text, parse_float=Decimal)
-    assert response.status_code == 200 and "next_url" not in body
+    assert response.status_code == 200
+    assert "next_url" not in body
     out = {}
     for bar in body.get("results", []):
         start_utc = datetime.fromtimestamp(bar["t"] / 1000, UTC)

@@ -284,7 +284,7 @@ def test_init_creates_pool_variable_and_schema(
     assert "python /opt/airflow/docker/init_tickstock.py" in script
     source = (ROOT / "docker" / "init_tickstock.py").read_text()
     assert init_module.MASSIVE_POOL == "massive_api"
-    assert '"-m", "tickstock.schema"' in source
+    assert '"-m", "tickstock.schema", "upgrade"' in source
     assert environment(services["airflow-init"])["TICKSTOCK_REQUIRE_HYPERTABLES"] == "true"
     # The pool the DAG tasks are assigned to is the one init creates.
     pools = {m for path in code_files() for m in re.findall(r'MASSIVE_POOL\s*=\s*"([^"]+)"', path.read_text())}

@@ -18,6 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tickstock.schema import current_revision, head_revision
+
 ROOT = Path(__file__).resolve().parents[2]
 
 READ_BACK = """
@@ -56,14 +58,15 @@ def airflow_home(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.integration
-def test_init_creates_connections_pool_variable_and_schema(airflow_home, service_urls, schema) -> None:
+def test_init_creates_connections_pool_variable_and_schema(airflow_home, new_database) -> None:
+    postgres_url = new_database("init")  # a new TickStock database: init upgrades it to head
     env = {
         **airflow_home,
         "MASSIVE_API_KEY": "test-key",
         "MASSIVE_BASE_URL": "http://massive-sim:8900",
         "MASSIVE_RATE_LIMIT": "5/min",
         "MASSIVE_POOL_SLOTS": "3",
-        "TICKSTOCK_POSTGRES_URL": service_urls.postgres_url,
+        "TICKSTOCK_POSTGRES_URL": postgres_url,
         "TICKSTOCK_REDIS_URL": "redis://tickstock-redis:6379/0",
     }
     init = ROOT / "docker" / "init_tickstock.py"
@@ -86,24 +89,26 @@ def test_init_creates_connections_pool_variable_and_schema(airflow_home, service
     # The DB connection is the one the embedded server's URL describes (unix socket host).
     from tickstock_dev.services import postgres_connection
 
-    expected_db = postgres_connection(service_urls.postgres_url)
+    expected_db = postgres_connection(postgres_url)
     assert conns["tickstock_db"]["conn_type"] == "postgres"
     for field in ("host", "login", "schema"):
         assert conns["tickstock_db"][field] == expected_db[field]
     assert state["pools"]["massive_api"] == 3
     assert state["variables"]["massive_rate_limit"] == "5/min"
 
-    with psycopg.connect(service_urls.postgres_url) as conn:
+    with psycopg.connect(postgres_url) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        revision = current_revision(conn)
     assert {"symbols", "ohlcv_hourly", "ohlcv_daily", "ohlcv_weekly", "ohlcv_monthly"} <= tables
+    assert revision == head_revision()
 
 
 @pytest.mark.integration
 def test_init_refuses_plain_postgres_when_hypertables_are_required(service_urls, schema, init_module) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
     with pytest.raises(init_module.InitError, match="TimescaleDB is not active"):
-        init_module.apply_schema_and_check(env, service_urls.postgres_url, require_hypertables=True)
-    assert init_module.apply_schema_and_check(env, service_urls.postgres_url, require_hypertables=False) == []
+        init_module.upgrade_schema_and_check(env, service_urls.postgres_url, require_hypertables=True)
+    assert init_module.upgrade_schema_and_check(env, service_urls.postgres_url, require_hypertables=False) == []
 
 
 def test_init_refuses_a_missing_key(init_module) -> None:

@@ -3,8 +3,10 @@
 -- `since` date: the nightly refresh checks only history a symbol was loaded with) vs the bars stored, plus bars stored
 -- where none should be (a date shifted by a time-zone bug lands on a weekend or holiday) and
 -- OHLC invariant violations.
--- Identifiers/expressions per timeframe: {table}, {time_column}, {period_first_day},
--- {period_last_day} (the ET dates a key's period covers). Values are bind parameters.
+-- Identifiers/expressions per timeframe: {table}, {time_column}, {stored_key} (the time column as
+-- a key: an adopted `timestamp without time zone` column holds UTC), {period_first_day},
+-- {period_last_day} (the ET dates a key's period covers). Values are bind parameters; first and
+-- last are in the time column's own type.
 WITH keys AS (
     SELECT unnest(%(keys)s::{key_type}[]) AS key
 ), expected AS (
@@ -17,7 +19,7 @@ WITH keys AS (
        AND (s.delisted_at IS NULL
             OR {period_first_day} <= (s.delisted_at AT TIME ZONE 'America/New_York')::date)
 ), stored AS (
-    SELECT t.symbol, t.{time_column} AS key,
+    SELECT t.symbol, {stored_key} AS key,
            (t.high < greatest(t.open, t.close) OR t.low > least(t.open, t.close)
             OR t.volume < 0) AS invalid
       FROM {table} t

@@ -1,5 +1,5 @@
 -- One OHLCV table; rendered once per timeframe from tickstock.timeframes.OHLCV_TABLES.
--- {table}, {time_column} are identifiers and {time_type} a whitelisted type, filled by psycopg.sql.
+-- The table, time column (identifiers) and time type (whitelisted) are filled by psycopg.sql.
 -- Prices and volume are NUMERIC: the API's JSON numbers (volume may arrive as 1.029145e+06) are
 -- parsed as decimals and stored exactly. vwap/transactions are nullable (missing on old bars).
 CREATE TABLE IF NOT EXISTS {table} (

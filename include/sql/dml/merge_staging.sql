@@ -1,9 +1,13 @@
 -- Move one load_key's staged bars into an OHLCV table, in the caller's transaction, and return
 -- per symbol: bars offered (after de-duplication), rows inserted, rows whose values changed.
--- {table}, {time_column} (identifiers) and {staged_key} (bar_start or period) are filled per
--- timeframe; the load key is a bind parameter. Rows whose values did not change are left alone
--- (no dead tuples, updated_at keeps meaning "last changed"). Counting happens here, not in the
--- client: a batch returns one row per symbol instead of one per bar.
+-- {table}, {time_column} (identifiers), {staged_key} (bar_start or period) and {staged_time} (the
+-- staged key as the time column stores it: bar_start AT TIME ZONE 'UTC' for an adopted
+-- `timestamp without time zone` column, which holds UTC) are filled per timeframe; the load key
+-- is a bind parameter. EXCLUDED is the row as it would be stored, already cast to the table's
+-- own column types (an adopted NUMERIC(12,4) rounds, BIGINT volume), so the comparison happens
+-- after the cast: unchanged rows are left alone on every rerun (no dead tuples, updated_at keeps
+-- meaning "last changed"). Counting happens here, not in the client: a batch returns one row
+-- per symbol instead of one per bar.
 WITH staged AS (
     DELETE FROM ohlcv_staging
      WHERE load_key = %(load_key)s
@@ -15,7 +19,7 @@ WITH staged AS (
      ORDER BY symbol, {staged_key}, bar_start
 ), merged AS (
     INSERT INTO {table} AS t (symbol, {time_column}, open, high, low, close, volume, vwap, transactions)
-    SELECT symbol, {staged_key}, open, high, low, close, volume, vwap, transactions
+    SELECT symbol, {staged_time}, open, high, low, close, volume, vwap, transactions
       FROM deduplicated
     ON CONFLICT (symbol, {time_column}) DO UPDATE
        SET open = EXCLUDED.open,

@@ -1,3 +1,12 @@
+-- Revision 0002: split-aware history (tickstock.splits).
+-- One row: the last split execution date every stored adjusted series is known to reflect.
+-- nightly_refresh asks /stocks/v1/splits for (checked_through, as_of] and advances it only when
+-- the run succeeded, so a skipped or failed night loses no split.
+CREATE TABLE IF NOT EXISTS split_watermark (
+    singleton        boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    checked_through  date        NOT NULL,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
 -- Whether the bars stored for a symbol in one OHLCV table are split-adjusted (adjusted=true) or
 -- raw. Per symbol and table: loads choose their timeframes, and mixing bases within one series
 -- is what no query could untangle. Written in the merge's transaction (see tickstock.splits).

@@ -188,9 +188,9 @@ def test_forward_then_reverse_split_reloads_exactly_the_split_symbol(massive_con
     after = _all_rows(pg_conn, SYMBOLS)
     assert after[("VUG", "day")][date(2025, 6, 2)][3] == before[("VUG", "day")][date(2025, 6, 2)][3] * 10
     vug_rows = sum(len(after[("VUG", tf)]) for tf in TABLES)
-    assert [(s["symbol"], s["ratio"], s["adjustment_type"], s["rows_rewritten"]) for s in status["results"]["splits"]] == [
-        ("VUG", "1:10", "reverse_split", vug_rows)
-    ]
+    assert [
+        (s["symbol"], s["ratio"], s["adjustment_type"], s["rows_rewritten"]) for s in status["results"]["splits"]
+    ] == [("VUG", "1:10", "reverse_split", vug_rows)]
     usual_keys = {
         "hour": {date(2025, 12, 3), date(2025, 12, 4)},
         "day": {date(2025, 12, 3), date(2025, 12, 4)},
@@ -201,17 +201,13 @@ def test_forward_then_reverse_split_reloads_exactly_the_split_symbol(massive_con
     assert _watermark(pg_conn) == date(2025, 12, 4)
 
 
-def test_a_skipped_evening_a_failed_run_and_odd_split_dates_lose_no_split(
-    massive_conn, pg_conn, redis_client, run_dag
-):
+def test_a_skipped_evening_a_failed_run_and_odd_split_dates_lose_no_split(massive_conn, pg_conn, redis_client, run_dag):
     load = run_dag("universe_load", {"symbols": SYMBOLS, "days": 60, "as_of": "2025-12-02"})
     assert load.state == "success"
     assert _watermark(pg_conn) == date(2025, 12, 2)
     # SPY splits twice in range (a 2:1 on the skipped Wednesday, a 5% stock dividend dated Saturday
     # 12-06, not a session); AAPL, which we do not store, splits too and must cost nothing.
-    massive_conn.configure(
-        splits=["SPY:2025-12-03:2:1", "SPY:2025-12-06:21:20:stock_dividend", "AAPL:2025-12-04:3:1"]
-    )
+    massive_conn.configure(splits=["SPY:2025-12-03:2:1", "SPY:2025-12-06:21:20:stock_dividend", "AAPL:2025-12-04:3:1"])
     before = _all_rows(pg_conn, SYMBOLS)
 
     # Wednesday's and Thursday's refreshes never ran. Friday's fails its bar-count check (a bar on

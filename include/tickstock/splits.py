@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from tickstock.refresh import Extent, read_extents
 from tickstock.sqlfiles import read_sql
+from tickstock.timeframes import Timeframe
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     import psycopg
 
@@ -121,14 +123,21 @@ def splits_of_stored(splits: Iterable[Split], stored: Iterable[str]) -> dict[str
     return out
 
 
-def split_query_range(watermark: date | None, as_of: date, fallback_start: date | None) -> tuple[date, date] | None:
-    """Execution dates one refresh asks about: the day after the watermark through ``as_of``.
+#: Days before the watermark a refresh asks about again: Massive updates the splits list daily, so
+#: a split may be listed a day or two after it executed. Splits already reloaded are skipped.
+LATE_LISTING_DAYS = 7
+
+
+def split_query_range(
+    watermark: date | None, as_of: date, fallback_start: date | None, *, late_days: int = LATE_LISTING_DAYS
+) -> tuple[date, date] | None:
+    """Execution dates one refresh asks about: from ``late_days`` before the watermark through ``as_of``.
 
     Dates, not sessions: a split dated on a weekend or holiday falls inside the range like any
     other. Without a watermark (bars loaded before splits were tracked), from the oldest stored
     bar: nothing older can have been fetched on an older basis. None when there is nothing to ask.
     """
-    start = watermark + timedelta(days=1) if watermark is not None else fallback_start
+    start = watermark + timedelta(days=1 - late_days) if watermark is not None else fallback_start
     if start is None or start > as_of:
         return None
     return start, as_of
@@ -140,7 +149,85 @@ def split_results(splits: Iterable[Split], rewritten: Mapping[str, int]) -> list
     return [split.result(rewritten.get(split.symbol, 0)) for split in ordered]
 
 
+@dataclass(frozen=True)
+class SplitReloads:
+    """What one refresh does about splits.
+
+    :param splits: stored symbols whose history is reloaded, with their splits not yet reloaded
+    :param hour_extents: the hourly extents of those symbols (the largest table is read only for them)
+    :param through: the watermark a completed run advances to; None when no query was made
+    """
+
+    splits: dict[str, list[Split]]
+    hour_extents: list[Extent]
+    through: date | None
+
+
+def plan_split_reloads(
+    conn: psycopg.Connection,
+    *,
+    as_of: date,
+    extents: Mapping[Timeframe, Sequence[Extent]],
+    get_splits: Callable[[date, date], Sequence[Split]],
+) -> SplitReloads:
+    """Ask once for the splits since the watermark and pick the stored symbols whose history changed.
+
+    ``extents`` are the day/week/month extents of the active symbols; ``get_splits`` is the hook's
+    paginated query. A split of a symbol we do not store, or one a completed run already
+    reloaded (listed again by the late-listing overlap), causes no reload.
+    """
+    symbols = sorted({e.symbol for items in extents.values() for e in items})
+    firsts = [e.first_key for e in extents.get(Timeframe.DAY, ()) if e.first_key is not None]
+    query = split_query_range(read_watermark(conn), as_of, min(firsts, default=None)) if symbols else None
+    if query is None:
+        return SplitReloads({}, [], None)
+    listed = splits_of_stored(get_splits(*query), symbols)
+    done = already_reloaded(conn, [split for found in listed.values() for split in found])
+    fresh = {symbol: [s for s in found if s not in done] for symbol, found in listed.items()}
+    fresh = {symbol: found for symbol, found in fresh.items() if found}
+    hour_extents = read_extents(conn, Timeframe.HOUR, sorted(fresh))
+    stored = {e.symbol for items in (*extents.values(), hour_extents) for e in items if e.stored}
+    reloads = {symbol: found for symbol, found in fresh.items() if symbol in stored}
+    return SplitReloads(reloads, [e for e in hour_extents if e.symbol in reloads], as_of)
+
+
 # -- stored state -----------------------------------------------------------------------------
+
+
+def already_reloaded(conn: psycopg.Connection, splits: Sequence[Split]) -> set[Split]:
+    """The given splits a completed refresh has already reloaded (``split_reloads``)."""
+    if not splits:
+        return set()
+    rows = conn.execute(
+        read_sql("dml/split_reloads_done.sql"),
+        {
+            "symbols": [s.symbol for s in splits],
+            "dates": [s.execution_date for s in splits],
+            "froms": [s.split_from for s in splits],
+            "tos": [s.split_to for s in splits],
+        },
+    ).fetchall()
+    done = {(symbol, day, float(split_from), float(split_to)) for symbol, day, split_from, split_to in rows}
+    return {s for s in splits if (s.symbol, s.execution_date, s.split_from, s.split_to) in done}
+
+
+def record_reloads(
+    conn: psycopg.Connection, splits: Sequence[Split], rewritten: Mapping[str, int], run_id: str
+) -> None:
+    """Remember splits whose reload a completed run made, so the late-listing overlap skips them."""
+    for split in splits:
+        conn.execute(
+            read_sql("dml/split_reloads_record.sql"),
+            {
+                "symbol": split.symbol,
+                "execution_date": split.execution_date,
+                "split_from": split.split_from,
+                "split_to": split.split_to,
+                "adjustment_type": split.adjustment_type,
+                "rows_rewritten": rewritten.get(split.symbol, 0),
+                "run_id": run_id,
+            },
+        )
 
 
 def read_watermark(conn: psycopg.Connection) -> date | None:

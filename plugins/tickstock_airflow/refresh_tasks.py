@@ -43,14 +43,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         use_grouped_daily,
     )
     from tickstock.schema import SchemaNotAtHead, require_head
-    from tickstock.splits import (
-        AdjustmentMismatch,
-        Split,
-        check_basis,
-        read_watermark,
-        split_query_range,
-        splits_of_stored,
-    )
+    from tickstock.splits import AdjustmentMismatch, SplitReloads, check_basis, plan_split_reloads
     from tickstock.sqlfiles import read_sql
     from tickstock.staging import load_key
     from tickstock.timeframes import OHLCV_TABLES
@@ -83,28 +76,20 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         try:
             check_basis(conn, symbols, [OHLCV_TABLES[tf].table for tf in Timeframe], shape.adjusted)
         except AdjustmentMismatch as exc:
-            raise AirflowFailException(f"Invalid refresh request: {exc}") from exc
+            fail_job(job_id, run_id, f"Invalid refresh request: {exc}", cause=exc)
         extents_by_tf = {tf: read_extents(conn, tf, symbols) for tf in DATED_TIMEFRAMES}
-        splits_through = None
-        reloads: dict[str, list[Split]] = {}
-        query = None
-        if shape.adjusted and symbols:
-            stored_firsts = [e.first_key for e in extents_by_tf[Timeframe.DAY] if e.first_key is not None]
-            query = split_query_range(read_watermark(conn), as_of, min(stored_firsts, default=None))
-        if query is not None:
-            # One paginated query per run; a split of a symbol we do not store costs nothing more.
-            candidates = splits_of_stored(massive_hook().get_splits(*query), symbols)
-            # The hourly table is the largest: read its extents only for symbols that split.
-            extents_by_tf[Timeframe.HOUR] = read_extents(conn, Timeframe.HOUR, sorted(candidates))
-            stored = {e.symbol for tf_extents in extents_by_tf.values() for e in tf_extents if e.stored}
-            reloads = {symbol: found for symbol, found in candidates.items() if symbol in stored}
-            splits_through = as_of.isoformat()
-            for symbol, found in sorted(reloads.items()):
-                log.info(
-                    "Split-adjusted history of %s changed (%s): reloading every stored bar",
-                    symbol,
-                    ", ".join(f"{s.ratio} on {s.execution_date}" for s in found),
-                )
+        split_plan = SplitReloads({}, [], None)
+        if shape.adjusted:  # raw bars are not restated by a split
+            split_plan = plan_split_reloads(
+                conn, as_of=as_of, extents=extents_by_tf, get_splits=massive_hook().get_splits
+            )
+        reloads = split_plan.splits
+        for symbol, found in sorted(reloads.items()):
+            log.info(
+                "Split-adjusted history of %s changed (%s): reloading every stored bar",
+                symbol,
+                ", ".join(f"{s.ratio} on {s.execution_date}" for s in found),
+            )
         ranges = []
         since: dict[str, str] = {}
         for timeframe in DATED_TIMEFRAMES:
@@ -159,9 +144,9 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         ).get(Timeframe.HOUR)
         if hourly:
             to_batch[(Timeframe.HOUR, hourly.start, hourly.end)] = [s for s in symbols if s not in reloads]
-    for extent in extents_by_tf.get(Timeframe.HOUR, []):
-        item = reload_range(extent, Timeframe.HOUR, sessions) if extent.symbol in reloads else None
-        if item is None and extent.symbol in reloads and as_of_is_session and shape.hourly_days and hourly:
+    for extent in split_plan.hour_extents:
+        item = reload_range(extent, Timeframe.HOUR, sessions)
+        if item is None and as_of_is_session and shape.hourly_days and hourly:
             item = RefreshRange(extent.symbol, Timeframe.HOUR, hourly.start, hourly.end, "new")
         if item:
             ranges.append(item)
@@ -203,7 +188,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             "batch_count": len(batches) + len(grouped),
             "daily_required": False,
             "splits": [split.to_json() for found in reloads.values() for split in found],
-            "splits_through": splits_through,
+            "splits_through": split_plan.through.isoformat() if split_plan.through else None,
             "min_completeness": float(params.get("min_completeness", 1.0)),
             "check": {
                 "as_of": as_of.isoformat(),

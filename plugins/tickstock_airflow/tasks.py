@@ -357,7 +357,7 @@ def record_splits(
     """
     from collections import Counter
 
-    from tickstock.splits import Split, advance_watermark, split_results
+    from tickstock.splits import Split, advance_watermark, record_reloads, split_results
 
     found = plan.get("splits") if plan.get("splits") is not None else (registration or {}).get("splits")
     if found is None:
@@ -365,7 +365,8 @@ def record_splits(
     written: Counter[str] = Counter()
     for result in upserts:
         written.update(result.get("written", {}))
-    entries = split_results([Split.from_json(item) for item in found], written)
+    splits = [Split.from_json(item) for item in found]
+    entries = split_results(splits, written)
     for entry in entries:
         log.info(
             "Split %s %s %s: %d rows rewritten", entry["symbol"], entry["date"], entry["ratio"], entry["rows_rewritten"]
@@ -373,6 +374,7 @@ def record_splits(
     through = plan.get("splits_through")
     if through and completed:
         with pg_connection() as conn:
+            record_reloads(conn, splits, written, get_current_context()["run_id"])
             advance_watermark(conn, date.fromisoformat(through))
         log.info("Split watermark advanced to %s", through)
     elif through:

@@ -17,3 +17,18 @@ CREATE TABLE IF NOT EXISTS adjustment_basis (
     recorded_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (symbol, table_name)
 );
+-- Splits the refresh has acted on (the symbol's history reloaded by a run that completed). The
+-- refresh asks for a few days before the watermark too (Massive updates the list daily, a split
+-- may be listed a day late) and skips the splits found here, so a late listing is still caught
+-- and an early one is not reloaded twice.
+CREATE TABLE IF NOT EXISTS split_reloads (
+    symbol           text        NOT NULL,
+    execution_date   date        NOT NULL,
+    split_from       numeric     NOT NULL,
+    split_to         numeric     NOT NULL,
+    adjustment_type  text        NOT NULL,
+    rows_rewritten   bigint      NOT NULL,
+    run_id           text        NOT NULL,
+    reloaded_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (symbol, execution_date, split_from, split_to)
+);

@@ -13,11 +13,13 @@ from tickstock.splits import (
     InvalidSplit,
     Split,
     advance_watermark,
+    already_reloaded,
     check_basis,
     initialise_watermark,
     parse_splits,
     read_watermark,
     record_basis,
+    record_reloads,
     split_query_range,
     split_results,
     splits_of_stored,
@@ -62,13 +64,24 @@ def test_a_malformed_row_fails_the_whole_answer(bad):
         parse_splits([ROW, bad])
 
 
-def test_query_range_starts_after_the_watermark_and_covers_non_sessions():
+def test_query_range_overlaps_the_watermark_for_late_listings_and_covers_non_sessions():
     friday = date(2025, 12, 5)
-    # Monday's run after a Friday watermark asks for Saturday and Sunday too
-    assert split_query_range(friday, date(2025, 12, 8), None) == (date(2025, 12, 6), date(2025, 12, 8))
-    assert split_query_range(date(2025, 12, 8), date(2025, 12, 8), None) is None  # a rerun of the same day
+    # Monday's run after a Friday watermark asks for the weekend too, and for the 7 days up to
+    # Friday again (a split listed late); splits already reloaded are skipped by the caller
+    assert split_query_range(friday, date(2025, 12, 8), None) == (date(2025, 11, 29), date(2025, 12, 8))
+    assert split_query_range(friday, date(2025, 12, 8), None, late_days=0) == (date(2025, 12, 6), date(2025, 12, 8))
+    assert split_query_range(date(2025, 12, 8), date(2025, 12, 1), None) is None  # a past as_of: nothing new
     assert split_query_range(None, date(2025, 12, 8), date(2024, 12, 2)) == (date(2024, 12, 2), date(2025, 12, 8))
     assert split_query_range(None, date(2025, 12, 8), None) is None  # nothing stored, nothing to ask
+
+
+def test_reloaded_splits_are_remembered_exactly(pg_conn):
+    splits = parse_splits([ROW, {**ROW, "execution_date": "2025-12-06", "split_from": 20, "split_to": 21}])
+    assert already_reloaded(pg_conn, splits) == set()
+    record_reloads(pg_conn, splits[:1], {"SCHG": 1042}, "run-1")
+    record_reloads(pg_conn, splits[:1], {"SCHG": 7}, "run-2")  # a rerun keeps the first record
+    assert already_reloaded(pg_conn, splits) == {splits[0]}
+    assert pg_conn.execute("SELECT rows_rewritten, run_id FROM split_reloads").fetchall() == [(1042, "run-1")]
 
 
 def test_only_stored_symbols_count_and_two_splits_of_one_symbol_stay_together():

@@ -124,7 +124,9 @@ def _day_of(key):
     return key.astimezone(NEW_YORK).date() if isinstance(key, datetime) else key
 
 
-def test_forward_then_reverse_split_reloads_exactly_the_split_symbol(massive_conn, pg_conn, redis_client, run_dag):
+def test_forward_reverse_and_late_listed_splits_reload_exactly_the_split_symbol(
+    massive_conn, pg_conn, redis_client, run_dag
+):
     load = run_dag("universe_load", {"symbols": SYMBOLS, "days": 365, "as_of": "2025-12-02", "job_id": "load"})
     assert load.state == "success"
     assert _job(redis_client, "load")["results"]["splits"] == []  # none of them split in the window
@@ -199,6 +201,33 @@ def test_forward_then_reverse_split_reloads_exactly_the_split_symbol(massive_con
     }
     _assert_others_untouched(before, after, ["SPY", "SCHG"], usual_keys)
     assert _watermark(pg_conn) == date(2025, 12, 4)
+
+    # A split Massive lists a day late: SPY's 2:1 of 12-04 appears only after that evening's run.
+    # Friday's query overlaps the watermark, finds it, and skips the two splits already reloaded.
+    massive_conn.configure(splits=["SCHG:2025-12-03:4:1", "VUG:2025-12-04:1:10", "SPY:2025-12-04:2:1"])
+    before = after
+    run, made, status = _refresh(
+        massive_conn, run_dag, redis_client, now="2025-12-05T22:00:00Z", as_of="2025-12-05", job_id="late"
+    )
+    assert run.state == "success"
+    assert made == {
+        "aggs": 2 * USUAL_PER_OTHER_SYMBOL + 1 * RELOAD_PER_SPLIT_SYMBOL,
+        "grouped": 0,
+        "splits": SPLITS_QUERY,
+        "ticker_details": 0,
+    }
+    assert [(s["symbol"], s["date"], s["ratio"]) for s in status["results"]["splits"]] == [("SPY", "2025-12-04", "2:1")]
+    _assert_equals_api(massive_conn, pg_conn, "SPY", "2025-12-05")
+    after = _all_rows(pg_conn, SYMBOLS)
+    usual_keys = {
+        "hour": {date(2025, 12, 4), date(2025, 12, 5)},
+        "day": {date(2025, 12, 4), date(2025, 12, 5)},
+        "week": {date(2025, 11, 30)},
+        "month": {date(2025, 12, 1)},
+    }
+    _assert_others_untouched(before, after, ["SCHG", "VUG"], usual_keys)
+    reloads = pg_conn.execute("SELECT symbol, execution_date FROM split_reloads ORDER BY 2, 1").fetchall()
+    assert reloads == [("SCHG", date(2025, 12, 3)), ("SPY", date(2025, 12, 4)), ("VUG", date(2025, 12, 4))]
 
 
 def test_a_skipped_evening_a_failed_run_and_odd_split_dates_lose_no_split(massive_conn, pg_conn, redis_client, run_dag):

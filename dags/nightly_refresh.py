@@ -11,6 +11,11 @@ exposes inside the history a symbol already has (bounded by its list date). Dail
 symbols needing the same sessions come from the grouped-daily endpoint: one request per session
 instead of one per symbol. Fetch, upsert, the exact bar-count check and the Redis job status are
 the same building blocks as `universe_load`; requests per timeframe go into the job status.
+
+Splits: one `/stocks/v1/splits` query per run for the execution dates since the stored
+watermark (with a few days' overlap for late listings); every stored symbol that split has its
+whole stored history reloaded in every table it has, listed in the job status as
+`results.splits`. The watermark advances only when the run completed.
 """
 
 from __future__ import annotations

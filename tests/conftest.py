@@ -85,7 +85,7 @@ def pg_conn(service_urls: services.ServiceUrls, schema: None) -> Iterator[psycop
 
     with psycopg.connect(service_urls.postgres_url, autocommit=True) as conn:
         tables = ", ".join(["symbols", *(t.table for t in OHLCV_TABLES.values())])
-        conn.execute(f"TRUNCATE {tables}, ohlcv_staging")
+        conn.execute(f"TRUNCATE {tables}, ohlcv_staging, split_watermark, adjustment_basis, split_reloads")
         yield conn
 
 

@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat-next-url", action="store_true", help="continuation pages point at themselves")
     p.add_argument("--fail-next-n", type=int, default=0, help="the next N API requests fail ...")
     p.add_argument("--fail-next-status", type=int, default=503, help="... with this status (default 503)")
+    p.add_argument(
+        "--split",
+        action="append",
+        dest="splits",
+        help="a settable split SYMBOL:YYYY-MM-DD:TO:FROM[:TYPE] (4:1 is X:2025-12-03:4:1, 1:10 reverse "
+        "X:2025-12-03:1:10, a 5%% stock dividend X:2025-12-03:21:20:stock_dividend); repeatable or comma list",
+    )
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -70,6 +77,7 @@ def knobs_from_args(args: argparse.Namespace) -> Knobs:
         repeat_next_url=args.repeat_next_url,
         fail_next_n=args.fail_next_n,
         fail_next_status=args.fail_next_status,
+        splits=[part for raw in args.splits or [] for part in raw.split(",")],
     ).validated()
 
 

@@ -13,7 +13,7 @@ import base64
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
@@ -30,6 +30,7 @@ from massive_sim.prices import Bars, PriceModel, empty_bars, render_bars
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from massive_sim.splits import SplitQuery
     from massive_sim.universe import Ticker, Universe
 
 DEFAULT_LIMIT = 5000
@@ -169,7 +170,7 @@ class Engine:
         self.model = model
         self.universe = universe
         self.sessions = model.sessions
-        self._grouped_cache: dict[tuple[int, int, int | None], tuple[list[str], Bars, str]] = {}
+        self._grouped_cache: dict[tuple[int, int, int | None, int], tuple[list[str], Bars, str]] = {}
 
     # -- custom bars ----------------------------------------------------------------------------
 
@@ -190,6 +191,7 @@ class Engine:
         lo_ms = window_start_ms(start, q.timespan)
         hi_ms = window_start_ms(end, q.timespan)  # start of the last window; its end is inclusive
         clip_ms = end if to_snap == "day" else None
+        adjust_at = now_ms if q.adjusted else None
         if q.timespan in DAY_BASED:
             windows = self._day_windows(
                 ticker=ticker,
@@ -199,13 +201,17 @@ class Engine:
                 version=version,
                 now_ms=now_ms,
                 clip_ms=clip_ms,
+                adjust_at=adjust_at,
             )
             if q.sort == "desc":
                 windows = windows.take(slice(None, None, -1))
             return self._paginate(iter([windows]), q)
         if clip_ms is not None:
             hi_ms = window_start_ms(clip_ms, q.timespan)
-        return self._paginate(self._minute_windows(ticker, q, (lo_ms, hi_ms), version, now_ms), q)
+        chunks = self._minute_windows(ticker, q, (lo_ms, hi_ms), version, now_ms)
+        if adjust_at is not None and self.model.splits is not None:
+            chunks = (self.model.splits.restate(chunk, ticker.ticker, adjust_at) for chunk in chunks)
+        return self._paginate(chunks, q)
 
     def _day_windows(
         self,
@@ -217,7 +223,13 @@ class Engine:
         version: int,
         now_ms: int,
         clip_ms: int | None = None,
+        adjust_at: int | None = None,
     ) -> Bars:
+        """Day bars reduced to ``timespan`` windows; restated for splits executed by ``adjust_at``.
+
+        Restatement is applied to the days, so a week or month containing a split is the
+        aggregate of restated days before it and unchanged days from it on.
+        """
         s = self.sessions
         wm = s.window_ms[timespan]
         lo = int(np.searchsorted(wm, lo_ms, side="left"))
@@ -225,6 +237,8 @@ class Engine:
         if clip_ms is not None:
             hi = min(hi, int(np.searchsorted(s.day_ms, clip_ms, side="right")))
         days = self.model.day_bars(ticker, lo, hi, version, now_ms)
+        if adjust_at is not None and self.model.splits is not None:
+            days = self.model.splits.restate(days, ticker.ticker, adjust_at)
         if timespan == "day" or len(days) == 0:
             return days
         ordinals = np.searchsorted(s.day_ms, days.t)
@@ -275,10 +289,11 @@ class Engine:
 
     # -- grouped daily --------------------------------------------------------------------------
 
-    def grouped(self, day: dt.date, version: int, now_ms: int) -> tuple[list[str], Bars, str]:
+    def grouped(self, day: dt.date, version: int, now_ms: int, adjusted: bool = True) -> tuple[list[str], Bars, str]:
         """Tickers, day bars and the rendered ``results`` items of every symbol trading on ``day``.
 
-        Empty on holidays, weekends and days the clock has not reached.
+        Empty on holidays, weekends and days the clock has not reached. ``adjusted`` restates
+        the bars of tickers that split after ``day`` (by the clock), as on every other endpoint.
         """
         s = self.sessions
         ordinal = s.index_of.get(day)
@@ -286,7 +301,9 @@ class Engine:
             return [], empty_bars(), ""
         end = int(s.grid_ms[ordinal]) + int(s.minutes[ordinal]) * 60_000
         cutoff = None if now_ms >= end else now_ms
-        key = (ordinal, version, cutoff)
+        book = self.model.splits
+        effective = book.effective_count(now_ms) if adjusted and book is not None else -1
+        key = (ordinal, version, cutoff, effective)
         hit = self._grouped_cache.get(key)
         if hit is not None:
             return hit
@@ -297,12 +314,29 @@ class Engine:
         ]
         bars = self.model.grouped_day(tickers, ordinal, version, now_ms)
         symbols = [tickers[i].ticker for i in bars.base.tolist()]
+        if effective >= 0:
+            bars.t = np.full(len(bars), int(s.day_ms[ordinal]), dtype=np.int64)  # restate by the day
+            bars = book.restate_rows(bars, symbols, now_ms)
         bars.t = np.full(len(bars), int(s.close_16_ms[ordinal]), dtype=np.int64)
         rendered = ",".join(render_bars(bars, symbols))
         if len(self._grouped_cache) >= 32:
             self._grouped_cache.pop(next(iter(self._grouped_cache)))
         self._grouped_cache[key] = (symbols, bars, rendered)
         return symbols, bars, rendered
+
+    # -- splits ---------------------------------------------------------------------------------
+
+    def splits(self, q: SplitQuery, now_ms: int) -> tuple[list[dict[str, Any]], bool]:
+        """One page of ``/stocks/v1/splits`` rows and whether a next page exists."""
+        book = self.model.splits
+        if book is None:
+            return [], False
+        page, more = q.select(book.listing(now_ms))
+        return [book.row(split, now_ms) for split in page], more
+
+    def clear_caches(self) -> None:
+        self._grouped_cache.clear()
+        self.model.clear_caches()
 
 
 def et_date(ms: int) -> dt.date:

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from massive_sim.calendar import TIMESPANS
+from massive_sim.splits import parse_split, split_spec
 
-ENDPOINT_KINDS = ("aggs", "ticker_details", "grouped", "other")
+ENDPOINT_KINDS = ("aggs", "ticker_details", "grouped", "splits", "other")
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute)\s*$")
 
 
@@ -95,6 +96,8 @@ class Knobs:
     fail_next_n: int = 0
     fail_next_status: int = 503
     to_snap: str = "window"
+    #: Settable splits, ``SYMBOL:YYYY-MM-DD:TO:FROM[:TYPE]`` strings or API-shaped dicts.
+    splits: list[Any] = field(default_factory=list)
 
     def validated(self) -> Knobs:
         """Normalise and check every value; raises ValueError with a readable message."""
@@ -117,6 +120,8 @@ class Knobs:
         self.fail_next_status = int(self.fail_next_status)
         self.duplicate_bar = bool(self.duplicate_bar)
         self.repeat_next_url = bool(self.repeat_next_url)
+        raw_splits = self.splits.split(",") if isinstance(self.splits, str) else list(self.splits or [])
+        self.splits = [split_spec(parse_split(item)) for item in raw_splits if str(item).strip()]
         if self.to_snap not in ("window", "day"):
             raise ValueError("to_snap must be 'window' (the real API) or 'day'")
         return self

@@ -35,6 +35,8 @@ from massive_sim.universe import Ticker, Universe, stable_hash
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from massive_sim.splits import SplitBook
+
 TABLE_SIZE = 1 << 21
 _SEGMENTS = 4  # path, high wick, low wick, volume noise
 _ROW_SPAN = _SEGMENTS * GRID_MINUTES
@@ -73,7 +75,8 @@ class Bars:
 
     @property
     def vw(self) -> np.ndarray:
-        return np.round(self.vwv / np.maximum(self.v, 1)) / VW_SCALE
+        # Restated (split-adjusted) volume is a float and may be below 1 share.
+        return np.round(self.vwv / np.where(self.v > 0, self.v, 1)) / VW_SCALE
 
     @staticmethod
     def concat(parts: Sequence[Bars]) -> Bars:
@@ -149,6 +152,8 @@ class PriceModel:
         ref = sessions.index_of.get(_REFERENCE_SESSION)
         self.ref_ordinal = ref if ref is not None else len(sessions) - 1
         self._version_hash: dict[tuple[int, int], int] = {}
+        #: Splits rescale the raw series (see massive_sim.splits); set by the simulator.
+        self.splits: SplitBook | None = None
         self._templates: dict[int, dict[str, np.ndarray]] = {}
         #: (ticker index, data version, month id) -> that month's complete day bars.
         self._day_blocks: OrderedDict[tuple[int, int, int], Bars] = OrderedDict()
@@ -184,6 +189,27 @@ class PriceModel:
             + self.amp2[tidx] * np.sin(2 * math.pi * d / 63.0 + self.phase2[tidx])
             + self.sigma_d[tidx] * noise
         )
+
+    def _split_log_factor(self, tidx: np.ndarray, sidx: np.ndarray) -> np.ndarray | None:
+        """log of each row's raw price multiplier from splits, or None when every row is 1."""
+        book = self.splits
+        if book is None or not book.by_ticker:
+            return None
+        day_ms = self.sessions.day_ms[sidx]
+        if int(day_ms.min()) >= book.builtin_until_ms and int(day_ms.max()) < book.settable_from_ms:
+            return None
+        out = None
+        for ti in np.unique(tidx).tolist():
+            rows = tidx == ti
+            factor = book.raw_log_factor(self.universe.tickers[ti].ticker, day_ms[rows])
+            if factor is not None:
+                out = np.zeros(len(tidx)) if out is None else out
+                out[rows] = factor
+        return out
+
+    def clear_caches(self) -> None:
+        """Forget cached day bars (the raw series changed: a split was set)."""
+        self._day_blocks.clear()
 
     # -- minute grid ----------------------------------------------------------------------------
 
@@ -230,6 +256,10 @@ class PriceModel:
         gap_idx = (vh + sidx.astype(np.uint64) * np.uint64(7919) + np.uint64(3)) % np.uint64(TABLE_SIZE)
         sig = self.sigma_d[tidx][:, None]
         log_open = prev_close + 0.3 * sig[:, 0] * self.table[gap_idx]
+        split_log = self._split_log_factor(tidx, sidx)
+        if split_log is not None:  # the whole session is on one share basis, open included
+            log_close = log_close + split_log
+            log_open = log_open + split_log
 
         start = (vh * np.uint64(31) + sidx.astype(np.uint64) * np.uint64(104729)) % np.uint64(TABLE_SIZE)
         table = self.table
@@ -265,6 +295,8 @@ class PriceModel:
         vol = np.exp(0.35 * z_vol - 0.06)
         vol *= pick["profile"]
         vol *= self.minute_volume[tidx][:, None]
+        if split_log is not None:
+            vol *= np.exp(-split_log)[:, None]
         np.rint(vol, out=vol)
         np.maximum(vol, 1.0, out=vol)
         v = vol.astype(np.int64)

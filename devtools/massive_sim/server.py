@@ -23,6 +23,7 @@ from massive_sim.calendar import load_sessions
 from massive_sim.engine import AggQuery, BadRequest, Engine, encode_cursor
 from massive_sim.knobs import FaultDice, Knobs, RateLimiter, Stats, parse_latency, parse_now, parse_rate
 from massive_sim.prices import PriceModel, render_bars
+from massive_sim.splits import SplitBook, SplitQuery, SplitQueryError, builtin_splits, parse_split
 from massive_sim.universe import Universe
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class Simulator:
         self.universe = Universe(seed=seed, synthetic_size=universe_size)
         self.model = PriceModel(self.sessions, self.universe, seed=seed)
         self.engine = Engine(self.model, self.universe)
+        self._builtin_splits = builtin_splits(self.universe, seed)
         self.stats = Stats()
         self._request_counter = 0
         self.apply(self.startup_knobs, reset=True)
@@ -71,6 +73,9 @@ class Simulator:
         self._keys = frozenset(knobs.api_keys)
         self._forbidden = frozenset(knobs.forbidden_timespans)
         self._fail_left = knobs.fail_next_n
+        if previous is None or previous.splits != knobs.splits:
+            self.model.splits = SplitBook(self._builtin_splits, [parse_split(spec) for spec in knobs.splits])
+            self.engine.clear_caches()
         if reset or previous is None or previous.rate_limit != knobs.rate_limit:
             self.limiter = RateLimiter(parse_rate(knobs.rate_limit))
         if reset:
@@ -185,10 +190,13 @@ class Simulator:
             return self.error(400, rid, "ERROR", "error", "The simulator serves locale us, market stocks.")
         try:
             day = dt.date.fromisoformat(m["date"])
-            adjusted = "true" if _parse_bool(request.query.get("adjusted")) else "false"
+            is_adjusted = _parse_bool(request.query.get("adjusted"))
         except ValueError:
             return self.error(400, rid, "ERROR", "error", f"Could not parse the date: '{m['date']}'.")
-        symbols, _bars, rendered = self.engine.grouped(day, self.knobs.data_version, self.now_ms())
+        adjusted = "true" if is_adjusted else "false"
+        symbols, _bars, rendered = self.engine.grouped(
+            day, self.knobs.data_version, self.now_ms(), adjusted=is_adjusted
+        )
         if not symbols:
             body = f'{{"queryCount":0,"resultsCount":0,"adjusted":{adjusted},"status":"OK","request_id":"{rid}"}}'
             return Reply(200, body.encode())
@@ -198,6 +206,17 @@ class Simulator:
             f'"results":[{rendered}],"status":"OK","request_id":"{rid}"}}'
         )
         return Reply(200, body.encode())
+
+    def splits(self, request: web.Request, rid: str) -> Reply:
+        try:
+            q = SplitQuery.from_request(dict(request.query))
+        except SplitQueryError as exc:
+            return self.error(400, rid, "ERROR", "error", str(exc))
+        rows, more = self.engine.splits(q, self.now_ms())
+        body: dict[str, Any] = {"results": rows, "status": "OK", "request_id": rid}
+        if more:
+            body["next_url"] = f"{request.scheme}://{request.host}/stocks/v1/splits?cursor={q.next_cursor()}"
+        return Reply(200, _dumps(body))
 
     def ticker_details(self, request: web.Request, rid: str) -> Reply:
         ticker = self.universe.get(request.match_info["ticker"])
@@ -244,6 +263,7 @@ class Simulator:
         r.add_get("/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}", self.api("aggs", self.aggs))
         r.add_get("/v2/aggs/grouped/locale/{locale}/market/{market}/{date}", self.api("grouped", self.grouped))
         r.add_get("/v3/reference/tickers/{ticker}", self.api("ticker_details", self.ticker_details))
+        r.add_get("/stocks/v1/splits", self.api("splits", self.splits))
         r.add_get("/_sim/health", self._health)
         r.add_get("/_sim/config", self._get_config)
         r.add_post("/_sim/config", self._post_config)

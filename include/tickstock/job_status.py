@@ -73,7 +73,7 @@ BEFORE_PROCESSING: frozenset[JobState | None] = frozenset({None, JobState.QUEUED
 # KEYS: status hash, error list. ARGV: fields JSON, counter increments JSON, counter values JSON,
 # new errors JSON, batches-done increment, ttl seconds, channel, now (ISO), counter names JSON,
 # max errors kept, key prefix, replace-errors flag, statuses the write may replace (JSON list,
-# "" = no status yet; an empty ARGV means unconditional).
+# "" = no status yet; an empty ARGV means unconditional), the splits list JSON ("" = unchanged).
 # Returns {1, new public state} after a write, or {0, current public state} when the current
 # status is not one of the allowed ones: then nothing is written, renewed or published.
 _UPDATE_LUA = """
@@ -109,6 +109,7 @@ local ttl = tonumber(ARGV[6])
 for name, value in pairs(fields) do redis.call('HSET', key, name, tostring(value)) end
 for name, value in pairs(incr) do redis.call('HINCRBY', key, 'r:' .. name, value) end
 for name, value in pairs(set) do redis.call('HSET', key, 'r:' .. name, value) end
+if ARGV[14] ~= '' then redis.call('HSET', key, 'r:splits', ARGV[14]) end
 if ARGV[12] == '1' then redis.call('DEL', errkey) end
 for _, err in ipairs(errors) do redis.call('RPUSH', errkey, err) end
 redis.call('LTRIM', errkey, 0, tonumber(ARGV[10]) - 1)
@@ -123,6 +124,8 @@ local parts = {}
 for _, name in ipairs(cjson.decode(ARGV[9])) do
   parts[#parts + 1] = cjson.encode(name) .. ':' .. (redis.call('HGET', key, 'r:' .. name) or '0')
 end
+local splits = redis.call('HGET', key, 'r:splits')
+if splits then parts[#parts + 1] = '"splits":' .. splits end  -- already JSON
 local errs = {}
 for _, err in ipairs(redis.call('LRANGE', errkey, 0, -1)) do errs[#errs + 1] = cjson.encode(err) end
 parts[#parts + 1] = '"errors":[' .. table.concat(errs, ',') .. ']'
@@ -191,6 +194,7 @@ class JobStatusStore:
         results: Mapping[str, int] | None = None,
         errors: Sequence[str] = (),
         replace_errors: bool = False,
+        splits: Sequence[Mapping[str, Any]] | None = None,
         batches_done: int = 0,
         if_status_in: Collection[JobState | str | None] | None = None,
     ) -> JobStatus:
@@ -203,6 +207,7 @@ class JobStatusStore:
         :param results: result counters to set to absolute values
         :param errors: messages appended to ``results.errors``
         :param replace_errors: replace the error list instead (the final summary knows them all)
+        :param splits: ``results.splits``, the splits a run saw (symbol, date, ratio, rows rewritten)
         :param batches_done: finished mapped batches; moves ``progress`` towards 99 until a
             final update sets it to 100
         :param if_status_in: apply the change only if the current status is one of these
@@ -248,6 +253,7 @@ class JobStatusStore:
                 STATUS_KEY_PREFIX,
                 "1" if replace_errors else "0",
                 condition,
+                "" if splits is None else json.dumps(list(splits)),
             ],
         )
         if isinstance(payload, bytes):

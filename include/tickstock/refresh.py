@@ -17,7 +17,7 @@ import bisect
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
@@ -119,6 +119,24 @@ def plan_symbol_range(
         return None
     start, reason = min(candidates)
     return RefreshRange(extent.symbol, timeframe, start, last_session, reason)
+
+
+def reload_range(extent: Extent, timeframe: Timeframe, sessions: list[date]) -> RefreshRange | None:
+    """The whole stored history of one symbol in one timeframe: what a split invalidates.
+
+    From the session of its first stored bar (an hourly bar's New York date; the first session of
+    a stored week or month) to the last session, so the reload rewrites every stored bar on the
+    new basis and the fetch -> upsert -> check path proves the result complete.
+    """
+    if extent.first_key is None or not sessions:
+        return None
+    first = extent.first_key
+    if isinstance(first, datetime):
+        first = first.astimezone(calendar.NEW_YORK).date()
+    start = _first_session_on_or_after(sessions, first)
+    if start is None:
+        return None
+    return RefreshRange(extent.symbol, timeframe, start, sessions[-1], "split")
 
 
 def read_extents(conn: psycopg.Connection, timeframe: Timeframe, symbols: list[str]) -> list[Extent]:

@@ -117,26 +117,36 @@ def merge_statement(conn: psycopg.Connection, timeframe: Timeframe | str) -> sql
     )
 
 
-def merge_staged(conn: psycopg.Connection, key: str, timeframe: Timeframe | str) -> MergeResult:
-    """Upsert ``key``'s staged bars into the timeframe's table and clear them, atomically."""
+def merge_staged(
+    conn: psycopg.Connection, key: str, timeframe: Timeframe | str, *, adjusted: bool | None = None
+) -> MergeResult:
+    """Upsert ``key``'s staged bars into the timeframe's table and clear them, atomically.
+
+    With ``adjusted`` given, the merged symbols' adjustment basis for the table is recorded in
+    the same transaction, and a merge onto a series stored with the other basis is rolled back
+    (:class:`tickstock.splits.AdjustmentMismatch`): adjusted and raw bars never mix in a table.
+    """
+    from tickstock.splits import record_basis
+
     table = table_for(timeframe)
     statement = merge_statement(conn, timeframe)
     result = MergeResult(table.table)
     try:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(statement, {"load_key": key})
-            rows = cur.fetchall()
+            for symbol, offered, inserted, updated in cur.fetchall():
+                result.staged[symbol] = offered
+                if inserted:
+                    result.inserted[symbol] = inserted
+                if updated:
+                    result.updated[symbol] = updated
+            if adjusted is not None:
+                record_basis(conn, sorted(result.staged), table.table, adjusted)
     except CardinalityViolation as exc:  # ON CONFLICT met the same key twice in one statement
         raise DuplicateStagedBars(
             f"staged batch {key} holds the same {table.time_column} twice for a symbol; nothing was merged "
             "(the rows stay staged): bars must be de-duplicated when fetched, as tickstock.bars does"
         ) from exc
-    for symbol, offered, inserted, updated in rows:
-        result.staged[symbol] = offered
-        if inserted:
-            result.inserted[symbol] = inserted
-        if updated:
-            result.updated[symbol] = updated
     log.info(
         "Merged %s: %d staged, %d inserted, %d updated, %d unchanged",
         table.table,

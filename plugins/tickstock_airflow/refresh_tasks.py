@@ -10,7 +10,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tickstock.timeframes import Timeframe
-from tickstock_airflow.tasks import JOB_ID_KEY, PLAN_KEY, fail_job, job_status_store, pg_connection
+from tickstock_airflow.tasks import JOB_ID_KEY, PLAN_KEY, fail_job, job_status_store, massive_hook, pg_connection
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     from tickstock.plan import MAX_MAPPED_TASKS
     from tickstock.refresh import (
         DATED_TIMEFRAMES,
+        RefreshRange,
         batch_groups,
         calendar_keys,
         find_first_missing,
@@ -37,10 +38,13 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         plan_symbol_range,
         read_extents,
         refresh_summary,
+        reload_range,
     )
     from tickstock.schema import SchemaNotAtHead, require_head
+    from tickstock.splits import AdjustmentMismatch, SplitReloads, check_basis, plan_split_reloads
     from tickstock.sqlfiles import read_sql
     from tickstock.staging import load_key
+    from tickstock.timeframes import OHLCV_TABLES
     from tickstock.windows import plan_windows
 
     params = context["params"]
@@ -67,11 +71,28 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         except SchemaNotAtHead as exc:
             fail_job(job_id, run_id, str(exc), cause=exc)
         symbols = [row[0] for row in conn.execute(read_sql("dml/active_symbols.sql")).fetchall()]
+        try:
+            check_basis(conn, symbols, [OHLCV_TABLES[tf].table for tf in Timeframe], shape.adjusted)
+        except AdjustmentMismatch as exc:
+            fail_job(job_id, run_id, f"Invalid refresh request: {exc}", cause=exc)
+        extents_by_tf = {tf: read_extents(conn, tf, symbols) for tf in DATED_TIMEFRAMES}
+        split_plan = SplitReloads({}, [], None)
+        if shape.adjusted:  # raw bars are not restated by a split
+            split_plan = plan_split_reloads(
+                conn, as_of=as_of, extents=extents_by_tf, get_splits=massive_hook().get_splits
+            )
+        reloads = split_plan.splits
+        for symbol, found in sorted(reloads.items()):
+            log.info(
+                "Split-adjusted history of %s changed (%s): reloading every stored bar",
+                symbol,
+                ", ".join(f"{s.ratio} on {s.execution_date}" for s in found),
+            )
         ranges = []
         since: dict[str, str] = {}
         for timeframe in DATED_TIMEFRAMES:
             keys = calendar_keys(timeframe, sessions)
-            extents = read_extents(conn, timeframe, symbols)
+            extents = extents_by_tf[timeframe]
             missing = find_first_missing(conn, timeframe, extents, keys)
             for extent in extents:
                 item = plan_symbol_range(
@@ -81,6 +102,8 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
                     first_missing=missing.get(extent.symbol),
                     as_of_is_session=as_of_is_session,
                 )
+                if extent.symbol in reloads:
+                    item = reload_range(extent, timeframe, sessions) or item
                 if item:
                     ranges.append(item)
                 if timeframe is Timeframe.DAY:
@@ -102,6 +125,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             )
         else:
             to_batch[(timeframe, start, end)] = group
+    hourly = None
     if as_of_is_session and symbols and shape.hourly_days:
         hourly = plan_windows(
             as_of=as_of,
@@ -112,7 +136,15 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             now=planned_at,
         ).get(Timeframe.HOUR)
         if hourly:
-            to_batch[(Timeframe.HOUR, hourly.start, hourly.end)] = symbols
+            to_batch[(Timeframe.HOUR, hourly.start, hourly.end)] = [s for s in symbols if s not in reloads]
+    for extent in split_plan.hour_extents:
+        item = reload_range(extent, Timeframe.HOUR, sessions)
+        if item is None and as_of_is_session and shape.hourly_days and hourly:
+            item = RefreshRange(extent.symbol, Timeframe.HOUR, hourly.start, hourly.end, "new")
+        if item:
+            ranges.append(item)
+            to_batch.setdefault((Timeframe.HOUR, item.start, item.end), []).append(extent.symbol)
+    to_batch = {key: group for key, group in to_batch.items() if group}
     max_batches = MAX_MAPPED_TASKS - len(grouped)
     batches = [
         {
@@ -146,6 +178,8 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             "grouped": grouped,
             "batch_count": len(batches) + len(grouped),
             "daily_required": False,
+            "splits": [split.to_json() for found in reloads.values() for split in found],
+            "splits_through": split_plan.through.isoformat() if split_plan.through else None,
             "min_completeness": float(params.get("min_completeness", 1.0)),
             "check": {
                 "as_of": as_of.isoformat(),

@@ -162,6 +162,7 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
 
     from tickstock.plan import plan_load as build_plan
     from tickstock.schema import SchemaNotAtHead, require_head
+    from tickstock.splits import AdjustmentMismatch, check_basis, initialise_watermark
 
     params = context["params"]
     run_id = context["run_id"]
@@ -189,6 +190,13 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
             window.end,
             window.expected_count,
         )
+    with pg_connection() as conn:
+        try:
+            check_basis(conn, request.symbols, [OHLCV_TABLES[tf].table for tf in request.timeframes], request.adjusted)
+        except AdjustmentMismatch as exc:
+            fail_job(job_id, run_id, f"Invalid load request: {exc}", cause=exc)
+        # Bars fetched from now on reflect every split executed so far (see tickstock.splits).
+        initialise_watermark(conn, plan.as_of)
     job_status_store().start(
         job_id,
         total_symbols=len(request.symbols),
@@ -205,6 +213,9 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
             "grouped": plan.grouped,
             "batch_count": len(plan.batches) + len(plan.grouped),
             "min_completeness": float(params.get("min_completeness", 1.0)),
+            "splits_window": [min(w.start for w in plan.windows.values()).isoformat(), plan.as_of.isoformat()]
+            if plan.windows and request.adjusted
+            else None,
             "check": {
                 "as_of": plan.as_of.isoformat(),
                 "planned_at": planned_at.isoformat(),
@@ -221,6 +232,7 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
 @task
 def register_symbols(plan: Mapping[str, Any]) -> dict[str, Any]:
     """Register ticker details in ``symbols``; unknown tickers are registered with the symbol only."""
+    from tickstock.splits import splits_of_stored
     from tickstock.symbols import register_symbols as upsert
     from tickstock.symbols import symbol_row, symbols_with_fresh_metadata
 
@@ -239,7 +251,21 @@ def register_symbols(plan: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 log.info("✓ Symbol registered: %s (%s)", found.get("name"), found.get("type"))
         upsert(conn, [symbol_row(s, d) for s, d in details.items()], fresh=fresh)
-    return {"unknown": unknown, "registered": len(details), "fresh": len(fresh), "requests": hook.requests_made}
+    # Ticker-details requests only: the splits query below is not part of the registration's cost.
+    result: dict[str, Any] = {
+        "unknown": unknown,
+        "registered": len(details),
+        "fresh": len(fresh),
+        "requests": hook.requests_made,
+    }
+    window = plan.get("splits_window")
+    if window:
+        # Recorded, not acted on: bars fetched now are already on the basis these splits set.
+        seen = splits_of_stored(hook.get_splits(*window), symbols)
+        result["splits"] = [split.to_json() for found in seen.values() for split in found]
+        for split in (split for found in seen.values() for split in found):
+            log.info("Split in the load window: %s %s %s", split.symbol, split.execution_date, split.ratio)
+    return result
 
 
 # none_failed: in nightly_refresh one of the two fetch paths is often an empty (skipped) map.
@@ -253,8 +279,13 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
     context = get_current_context()
     symbols = sorted(fetch_result.get("bars", {}))
     context["map_index_label"] = f"{timeframe.value} · {symbols[0]}…{symbols[-1]} ({len(symbols)})" if symbols else key
-    with pg_connection() as conn:
-        merged = merge_staged(conn, key, timeframe)
+    from tickstock.splits import AdjustmentMismatch
+
+    try:
+        with pg_connection() as conn:
+            merged = merge_staged(conn, key, timeframe, adjusted=fetch_result.get("adjusted", True))
+    except AdjustmentMismatch as exc:  # a concurrent load claimed the other basis: retrying cannot help
+        raise AirflowFailException(str(exc)) from exc
     table = OHLCV_TABLES[timeframe].table
     for symbol, count in sorted(merged.staged.items()):
         log.info("✓ Inserted %d bars into %s for %s", count, table, symbol)
@@ -272,6 +303,8 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
         "bars": dict(merged.staged),
         "inserted": merged.inserted.total(),
         "updated": merged.updated.total(),
+        # rows inserted or changed per symbol: what a split reload rewrote (results.splits)
+        "written": dict(merged.inserted + merged.updated),
         "failed": dict(fetch_result.get("failed", {})),
         "invalid": dict(fetch_result.get("invalid", {})),
         "requests": fetch_result.get("requests", 0),
@@ -350,6 +383,45 @@ def check_bar_counts(
     return result
 
 
+def record_splits(
+    plan: Mapping[str, Any],
+    registration: Mapping[str, Any] | None,
+    upserts: Sequence[Mapping[str, Any]],
+    *,
+    completed: bool,
+) -> list[dict[str, Any]] | None:
+    """``results.splits`` of a run, and the split watermark advanced when a refresh completed.
+
+    The watermark moves only when every symbol loaded and the check passed: a failed reload is
+    retried by the next run, which asks for the same execution dates again.
+    """
+    from collections import Counter
+
+    from tickstock.splits import Split, advance_watermark, record_reloads, split_results
+
+    found = plan.get("splits") if plan.get("splits") is not None else (registration or {}).get("splits")
+    if found is None:
+        return None
+    written: Counter[str] = Counter()
+    for result in upserts:
+        written.update(result.get("written", {}))
+    splits = [Split.from_json(item) for item in found]
+    entries = split_results(splits, written)
+    for entry in entries:
+        log.info(
+            "Split %s %s %s: %d rows rewritten", entry["symbol"], entry["date"], entry["ratio"], entry["rows_rewritten"]
+        )
+    through = plan.get("splits_through")
+    if through and completed:
+        with pg_connection() as conn:
+            record_reloads(conn, splits, written, get_current_context()["run_id"])
+            advance_watermark(conn, date.fromisoformat(through))
+        log.info("Split watermark advanced to %s", through)
+    elif through:
+        log.warning("Split watermark not advanced: the run did not complete; the next run asks again")
+    return entries
+
+
 @task(trigger_rule="all_done")
 def finish_job(
     plan: Mapping[str, Any],
@@ -385,6 +457,9 @@ def finish_job(
     else:
         summary.check_passed, summary.check_summary = outcome["passed"], outcome["summary"]
     results = summary.results()
+    splits = record_splits(plan, registration, upserts, completed=summary.state is JobState.COMPLETED)
+    if splits is not None:
+        results["splits"] = splits
     log.info("=" * 60)
     log.info("JOB COMPLETE: %s", plan["job_id"])
     log.info("=" * 60)
@@ -401,7 +476,8 @@ def finish_job(
         status=summary.state,
         progress=100,
         message=summary.message(),
-        results={k: v for k, v in results.items() if k != "errors"},
+        results={k: v for k, v in results.items() if k not in ("errors", "splits")},
+        splits=results.get("splits"),
         errors=results["errors"],
         replace_errors=True,
         fields={"requests": json.dumps(requests_made)},

@@ -79,6 +79,7 @@ def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_d
         "grouped_daily_requests": 0,
         "ticker_details_requests": 2,
         "errors": [],
+        "splits": [],  # the splits seen in the load window (none for these two)
     }
     assert massive_conn.stats()["by_endpoint"] == {"aggs": 8, "grouped": 0, "ticker_details": 2, "other": 0}
     names = dict(pg_conn.execute("SELECT symbol, name FROM symbols").fetchall())

@@ -47,6 +47,7 @@ from tenacity import sleep as tenacity_sleep
 from tenacity.wait import wait_base
 
 from tickstock.bars import ParsedBars, decode_json, parse_aggregates, parse_grouped_daily
+from tickstock.splits import InvalidSplit, Split, parse_splits
 from tickstock.timeframes import Timeframe
 from tickstock_airflow.hooks import MASSIVE_CONN_ID
 
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
 
 DEFAULT_BASE_URL = "https://api.massive.com"
 MAX_LIMIT = 50_000
+#: The splits endpoint's maximum page size (its default is 100).
+SPLITS_PAGE_LIMIT = 5000
 # Minute and hour bars are built from minute bars; ``limit`` caps those, not the result rows.
 MINUTE_BASED = frozenset({"minute", "hour"})
 MINUTES_PER_DAY = 24 * 60
@@ -596,6 +599,28 @@ class MassiveHook(HttpHook):
         parsed = parse_grouped_daily(body.get("results"), day=day)
         self.log.info("✓ API returned %d day bars for %s (grouped)", len(parsed.bars), day)
         return parsed
+
+    def get_splits(self, start: date | str, end: date | str, *, limit: int = SPLITS_PAGE_LIMIT) -> list[Split]:
+        """Every split (stock dividends included) executed from ``start`` through ``end``, all pages.
+
+        ``/stocks/v1/splits`` on the same auth, retry, rate-budget and ``next_url`` path as bars:
+        an error or a malformed row raises, it never reads as "no splits".
+        """
+        first, last = _as_date(start, "start"), _as_date(end, "end")
+        what = f"splits executed {first}..{last}"
+        params = [
+            ("execution_date.gte", first.isoformat()),
+            ("execution_date.lte", last.isoformat()),
+            ("sort", "execution_date.asc"),
+            ("limit", limit),
+        ]
+        rows = self._paginate(self.url_from_endpoint("stocks/v1/splits"), params, what)
+        try:
+            splits = parse_splits(rows)
+        except InvalidSplit as exc:
+            raise MassiveRequestError(f"{what}: {exc}") from None
+        self.log.info("✓ API returned %d splits executed %s..%s", len(splits), first, last)
+        return splits
 
     def test_connection(self) -> tuple[bool, str]:
         """Check base URL and API key with one cheap request, without retries.

@@ -141,7 +141,7 @@ def fetch_batch(
 class MassiveBarsToStagingOperator(BaseOperator):
     """Fetch one timeframe of bars for a batch of symbols from Massive into the staging table.
 
-    Returns ``{"staging_key", "timeframe", "bars": {symbol: n}, "failed": {symbol: reason},
+    Returns ``{"staging_key", "timeframe", "adjusted", "bars": {symbol: n}, "failed": {symbol: reason},
     "invalid": {symbol: [reasons]}, "requests": n, "source": "custom_bars"}``. Use it with the
     pool ``massive_api`` so the number of concurrent fetch tasks stays bounded; ``rate_limit``
     bounds their requests.
@@ -262,6 +262,7 @@ class MassiveBarsToStagingOperator(BaseOperator):
         return {
             "staging_key": self.staging_key,
             "timeframe": timeframe.value,
+            "adjusted": self.adjusted,
             "bars": batch.counts,
             "failed": batch.failed,
             "invalid": batch.invalid,

@@ -188,7 +188,7 @@ def test_stats_count_exactly_by_endpoint_and_status(sim):
     sim.configure(data_version=0)  # admin calls are not counted
     stats = sim.stats(requests=True)
     assert stats["total"] == 7
-    assert stats["by_endpoint"] == {"aggs": 3, "ticker_details": 2, "grouped": 1, "other": 1}
+    assert stats["by_endpoint"] == {"aggs": 3, "ticker_details": 2, "grouped": 1, "splits": 0, "other": 1}
     assert stats["by_status"] == {"200": 4, "404": 2, "401": 1}
     assert stats["by_endpoint_status"]["aggs"] == {"200": 2, "401": 1}
     assert stats["in_flight"] == 0

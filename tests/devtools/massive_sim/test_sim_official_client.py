@@ -89,3 +89,23 @@ def test_forbidden_timespan_reaches_the_client_as_bad_response(sim, client):
     sim.configure(forbidden_timespans="hour")
     with pytest.raises(BadResponse, match="NOT_AUTHORIZED"):
         list(client.list_aggs("SPY", 1, "hour", "2025-11-26", "2025-11-26"))
+
+
+def test_list_stocks_splits_pages_through_next_url_into_stock_split_models(sim, client):
+    sim.configure(splits=["SCHG:2025-12-01:4:1", "VUG:2025-12-02:1:10", "SPY:2025-11-28:21:20:stock_dividend"])
+    splits = list(client.list_stocks_splits(execution_date_gte="2025-11-01", limit=1))
+    assert [(s.ticker, s.execution_date, s.split_from, s.split_to, s.adjustment_type) for s in splits] == [
+        ("VUG", "2025-12-02", 10, 1, "reverse_split"),
+        ("SCHG", "2025-12-01", 1, 4, "forward_split"),
+        ("SPY", "2025-11-28", 20, 21, "stock_dividend"),
+    ]  # the default sort is execution_date.desc
+    assert [s.historical_adjustment_factor for s in splits] == [10.0, 0.25, pytest.approx(20 / 21)]
+    assert all(s.id for s in splits)
+    assert sim.stats()["by_endpoint_status"]["splits"] == {"200": 3}  # one page per split at limit=1
+    aapl = list(client.list_stocks_splits(ticker="AAPL", sort="execution_date.asc"))
+    assert [(s.execution_date, s.split_to) for s in aapl] == [("2014-06-09", 7), ("2020-08-31", 4)]
+
+
+def test_list_stocks_splits_bad_parameter_is_bad_response(client):
+    with pytest.raises(BadResponse, match="Invalid limit"):
+        list(client.list_stocks_splits(limit=6000))

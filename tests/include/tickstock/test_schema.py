@@ -135,6 +135,7 @@ def test_upgrade_of_an_empty_database_is_exactly_the_create_table_files(new_data
         conn.execute(read_sql("ddl/staging.sql"))
         for table in OHLCV_TABLES.values():
             conn.execute(ohlcv_table_ddl(table))
+        conn.execute(read_sql("ddl/splits.sql"))  # revision 0002
     with psycopg.connect(upgraded) as a, psycopg.connect(created) as b:
         schema_a = catalog(a)
         schema_b = catalog(b)

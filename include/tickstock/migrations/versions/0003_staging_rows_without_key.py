@@ -1,7 +1,7 @@
 """Staged rows without a per-row load key or a start for period bars.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-01
 
 The bulk upsert's staging COPY sent eleven columns per bar: the load key (the same string on every
@@ -19,7 +19,7 @@ from tickstock import schema
 from tickstock.sqlfiles import read_sql
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

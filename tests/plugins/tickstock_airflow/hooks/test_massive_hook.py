@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from massive_sim.testing import SimHandle
 from tickstock import calendar
 from tickstock.timeframes import Timeframe
 from tickstock_airflow.hooks.massive import (
     MassiveAuthError,
     MassiveHook,
     MassivePaginationError,
+    MassiveRequestError,
     MassiveUnavailableError,
 )
 
@@ -222,6 +224,48 @@ class TestReferenceData:
         assert not ok
         assert "HTTP 401" in message
         assert "sk-WRONG-KEY" not in message
+
+
+class TestSplits:
+    def test_more_than_5000_splits_arrive_complete_across_pages(self, massive_conn, api_key):
+        splits = _hook().get_splits(date(1990, 1, 1), LAST)
+        per_status = massive_conn.stats()["by_endpoint_status"]["splits"]
+        assert len(splits) > 5000
+        assert per_status == {"200": -(-len(splits) // 5000)}  # pages of the endpoint's maximum, 5,000
+        keys = {(s.symbol, s.execution_date, s.split_from, s.split_to) for s in splits}
+        assert len(keys) == len(splits)
+        # the same set as the raw endpoint pages through (default page size 100 would be 70+ pages)
+        raw, url, direct = [], "/stocks/v1/splits?limit=5000", SimHandle(massive_conn.url, api_key)
+        while url:
+            body = direct.get(url).json()
+            raw += body["results"]
+            url = body.get("next_url")
+        assert keys == {
+            (r["ticker"], date.fromisoformat(r["execution_date"]), r["split_from"], r["split_to"]) for r in raw
+        }
+        dividends = [s for s in splits if s.adjustment_type == "stock_dividend"]
+        assert dividends  # stock dividends are splits too: a 21-for-20 reads as "21:20"
+        assert {s.ratio for s in dividends} == {"21:20"}
+
+    def test_a_range_returns_only_its_execution_dates(self, massive_conn):
+        massive_conn.configure(splits=["SCHG:2025-12-01:4:1", "VUG:2025-11-29:1:10"])
+        splits = _hook().get_splits(date(2025, 11, 29), date(2025, 12, 2))
+        assert [(s.symbol, s.execution_date.isoformat(), s.ratio, s.adjustment_type) for s in splits] == [
+            ("SCHG", "2025-12-01", "4:1", "forward_split"),
+            ("VUG", "2025-11-29", "1:10", "reverse_split"),
+        ]
+        assert _hook().get_splits(date(2025, 12, 2), date(2025, 12, 2)) == []
+
+    def test_5xx_is_retried_and_persistent_errors_raise_instead_of_an_empty_list(self, massive_conn):
+        massive_conn.configure(splits=["SCHG:2025-12-01:4:1"], fail_next_n=2, fail_next_status=503)
+        assert [s.symbol for s in _hook().get_splits(date(2025, 12, 1), LAST)] == ["SCHG"]
+        assert massive_conn.stats()["by_endpoint_status"]["splits"] == {"503": 2, "200": 1}
+        massive_conn.configure(fail_next_n=10, fail_next_status=500)
+        with pytest.raises(MassiveUnavailableError, match=r"splits executed 2025-12-01\.\.2025-12-02: giving up"):
+            _hook().get_splits(date(2025, 12, 1), LAST)
+        massive_conn.configure(fail_next_n=0)
+        with pytest.raises(MassiveRequestError, match=r"HTTP 400.*Invalid limit '5001'"):
+            _hook().get_splits(date(2025, 12, 1), LAST, limit=5001)
 
 
 def test_the_api_key_appears_in_no_log_line_exception_or_repr(massive_conn, api_key, caplog, capfd):

@@ -46,6 +46,7 @@ def test_execute_stages_every_symbols_bars_and_returns_only_counters(massive_con
     assert result == {
         "staging_key": "manual__1|day|0",
         "timeframe": "day",
+        "adjusted": True,  # the basis the upsert records for these bars
         "bars": {"SPY": len(SESSIONS), "SCHG": len(SESSIONS), "ZZZZQ": 0},  # unknown: no data, not a failure
         "failed": {},
         "invalid": {},
@@ -192,6 +193,7 @@ def test_mapped_through_airflow_with_no_api_key_in_task_logs_or_xcom(
         0: {
             "staging_key": f"{run.run_id}|day|0",
             "timeframe": "day",
+            "adjusted": True,
             "bars": {"SPY": len(SESSIONS), "SCHG": len(SESSIONS)},
             "failed": {},
             "invalid": {},
@@ -200,6 +202,7 @@ def test_mapped_through_airflow_with_no_api_key_in_task_logs_or_xcom(
         1: {
             "staging_key": f"{run.run_id}|day|1",
             "timeframe": "day",
+            "adjusted": True,
             "bars": {"VUG": len(SESSIONS)},
             "failed": {},
             "invalid": {},

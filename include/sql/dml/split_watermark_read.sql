@@ -1,0 +1,1 @@
+SELECT checked_through FROM split_watermark

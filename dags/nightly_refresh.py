@@ -88,7 +88,7 @@ def nightly_refresh() -> None:
     grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL)(plan)
     upserted = upsert_all(batches, fetched, grouped)
     checked = check_bar_counts(plan, upserted)
-    finished = finish_job(plan, upserted)
+    finished = finish_job(upserted, planner=batches.operator.task_id)
     checked >> finished
 
 

@@ -151,7 +151,7 @@ def universe_load() -> None:
     grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL)(plan)
     upserted = upsert_all(batches, fetched, grouped)
     checked = check_bar_counts(plan, upserted, registration)
-    finished = finish_job(plan, upserted, registration)
+    finished = finish_job(upserted, registration, planner=batches.operator.task_id)
     checked >> finished
 
 

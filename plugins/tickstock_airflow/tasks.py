@@ -424,15 +424,25 @@ def record_splits(
 
 @task(trigger_rule="all_done")
 def finish_job(
-    plan: Mapping[str, Any],
     upserts: Sequence[Sequence[Mapping[str, Any]] | None],
     registration: Mapping[str, Any] | None = None,
+    *,
+    planner: str,
 ) -> dict[str, Any]:
-    """Write the final job status and the JOB COMPLETE summary; fail the run if the load failed."""
+    """Write the final job status and the JOB COMPLETE summary; fail the run if the load failed.
+
+    The plan is pulled here rather than taken as an argument: when the planner fails (a bad
+    request, a schema behind head) it has already written the ``failed`` status and published no
+    plan, and an argument that cannot be resolved would fail this task and have it retried for
+    nothing. Without a plan it fails at once, without retries.
+    """
     from tickstock.job_status import JobState
     from tickstock.results import DETAILS_REQUESTS, GROUPED_REQUESTS, REQUEST_FIELD, summarise
 
     context = get_current_context()
+    plan = context["ti"].xcom_pull(task_ids=planner, key=PLAN_KEY)
+    if plan is None:
+        raise AirflowFailException(f"{planner} published no plan (it failed; its job status says why)")
     outcome = context["ti"].xcom_pull(task_ids="check_bar_counts", key="outcome")
     upserts = upsert_results(upserts)
     summary = summarise(

@@ -90,6 +90,7 @@ def run_load(conn: psycopg.Connection, hook: MassiveHook, load: AcceptanceLoad, 
     plan = plan_load(request, run_id=run_id, now=SIM_NOW)
     register_symbols(conn, [symbol_row(s, hook.get_ticker_details(s)) for s in request.symbols])
     outcome = LoadOutcome({}, {}, [])
+    assert plan.grouped == []  # too few symbols for grouped daily: every bar comes per symbol
     for batch in plan.batches:
         timeframe = Timeframe(batch["timeframe"])
         fetched = fetch_batch(
@@ -97,7 +98,7 @@ def run_load(conn: psycopg.Connection, hook: MassiveHook, load: AcceptanceLoad, 
             adjusted=batch["adjusted"], extended_hours=batch["extended_hours"],
         )  # fmt: skip
         assert (fetched.failed, fetched.invalid) == ({}, {})
-        stage_bars(conn, batch["staging_key"], fetched.bars)
+        stage_bars(conn, batch["staging_key"], fetched.bars, timeframe=timeframe)
         outcome.bars[timeframe] = fetched.bars
         outcome.merged[timeframe] = merge_staged(conn, batch["staging_key"], timeframe)
     for window in plan.windows.values():
@@ -274,7 +275,7 @@ def test_a_revised_bar_in_a_compressed_chunk_updates_exactly_that_row(tsdb, load
         before = stored_rows(conn)
         for bar, label in ((revised, "revise"), (original, "restore")):
             key = f"{label}|SPY|day"
-            stage_bars(conn, key, [bar])
+            stage_bars(conn, key, [bar], timeframe=Timeframe.DAY)
             merged = merge_staged(conn, key, Timeframe.DAY)
             assert (merged.staged, merged.inserted, merged.updated) == (
                 Counter(SPY=1),

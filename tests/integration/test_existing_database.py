@@ -163,6 +163,9 @@ def test_a_load_against_a_database_behind_head_fails_in_plan_load_before_any_req
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["plan_load"] == "failed"
     assert states["register_symbols"] == "upstream_failed"
+    # finish_job finds no plan and fails at once: no retries spent on a run that cannot finish.
+    finish = next(ti for ti in run.get_task_instances() if ti.task_id == "finish_job")
+    assert (finish.state, finish.try_number) == ("failed", 1)
     status = JobStatusStore(redis_client).get("behind-head")
     assert status["status"] == "failed"
     assert "run `python -m tickstock.schema upgrade`" in status["message"]

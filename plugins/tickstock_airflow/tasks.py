@@ -236,6 +236,15 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
     context["map_index_label"] = f"{timeframe.value} · {symbols[0]}…{symbols[-1]} ({len(symbols)})" if symbols else key
     with pg_connection() as conn:
         merged = merge_staged(conn, key, timeframe)
+    fetched = sum(fetch_result.get("bars", {}).values())
+    if fetched and not merged.staged:
+        # Rows are kept staged until the run ends, so a retried upsert finds them again; none
+        # at all means they were lost (an unlogged table is emptied by a database crash) or the
+        # run was cleared from upsert_bars onwards after it ended. Never report such a batch as 0 bars.
+        raise AirflowFailException(
+            f"{fetched} bars staged under {key} are gone (TickStock's database crashed, or the run was"
+            " cleared without its fetch tasks): clear this batch's fetch_bars with its downstream tasks"
+        )
     table = OHLCV_TABLES[timeframe].table
     for symbol, count in sorted(merged.staged.items()):
         log.info("✓ Inserted %d bars into %s for %s", count, table, symbol)
@@ -315,10 +324,16 @@ def finish_job(
     """Write the final job status and the JOB COMPLETE summary; fail the run if the load failed."""
     from tickstock.job_status import JobState
     from tickstock.results import summarise
+    from tickstock.staging import clear_staged
 
     context = get_current_context()
     outcome = context["ti"].xcom_pull(task_ids="check_bar_counts", key="outcome")
     upserts = list(upserts or [])
+    # Merged batches keep their staged rows until now (a retried upsert needs them); a failed
+    # batch keeps them for a cleared re-run, or until purge_stale_staging.
+    with pg_connection() as conn:
+        cleared = clear_staged(conn, [result["staging_key"] for result in upserts])
+    log.info("Cleared %d staged bars of %d merged batches", cleared, len(upserts))
     summary = summarise(
         symbols=plan["symbols"],
         batch_results=upserts,

@@ -1,13 +1,16 @@
--- Move one load_key's staged bars into an OHLCV table, in the caller's transaction, and return
+-- Merge one load_key's staged bars into an OHLCV table, in the caller's transaction, and return
 -- per symbol: bars offered (after de-duplication), rows inserted, rows whose values changed.
+-- The staged rows are kept (finish_job clears them once the run is over): an upsert task that is
+-- retried after its merge committed (its worker died, or Redis failed on the status write) merges
+-- the same rows again, changes nothing and reports the same bars, instead of finding nothing.
 -- {table}, {time_column} (identifiers) and {staged_key} (bar_start or period) are filled per
 -- timeframe; the load key is a bind parameter. Rows whose values did not change are left alone
 -- (no dead tuples, updated_at keeps meaning "last changed"). Counting happens here, not in the
 -- client: a batch returns one row per symbol instead of one per bar.
 WITH staged AS (
-    DELETE FROM ohlcv_staging
+    SELECT symbol, bar_start, period, open, high, low, close, volume, vwap, transactions
+      FROM ohlcv_staging
      WHERE load_key = %(load_key)s
-    RETURNING symbol, bar_start, period, open, high, low, close, volume, vwap, transactions
 ), deduplicated AS (
     -- The API has sent duplicate bars; bars are validated upstream, this keeps the statement safe.
     SELECT DISTINCT ON (symbol, {staged_key}) *

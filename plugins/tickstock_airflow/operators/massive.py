@@ -5,11 +5,14 @@ not to XCom: a batch of 50 symbols x 5 years of day bars is megabytes, and the m
 is the wrong place for it. The task returns only counters and reasons; the upsert task merges the
 staged rows by ``staging_key``.
 
-Failure policy: a symbol whose fetch fails (after the hook's retries) is reported in ``failed``
-and the others are still staged, because one delisted or misbehaving ticker must not cost the
-batch. Authentication/entitlement errors fail the task at once (every symbol would fail the same
-way), and so does a batch in which every symbol failed for a reason that a task retry may cure
-(API unavailable, unexpected error).
+Failure policy: a symbol whose fetch fails at the API (after the hook's retries) is reported in
+``failed`` and the others are still staged, because one delisted or misbehaving ticker must not
+cost the batch. Authentication/entitlement errors fail the task at once (every symbol would fail
+the same way), and so does any failure that is not the API's answer about a symbol — the shared
+rate budget's Redis restarting, a bug — because it says nothing about the symbol it happened to
+hit: reported per symbol it would end the load as ``completed_with_errors`` for symbols a task
+retry loads fine. A batch in which every symbol failed for a reason that a task retry may cure
+(API unavailable) fails the task too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from airflow.sdk import BaseOperator
 from tickstock.timeframes import Timeframe
 from tickstock_airflow.hooks.massive import (
     MassiveAuthError,
+    MassiveError,
     MassiveHook,
     MassivePaginationError,
     MassiveRequestError,
@@ -106,8 +110,9 @@ def fetch_batch(
 ) -> BatchResult:
     """Fetch ``symbols`` concurrently on ``hook`` (one session, one connection pool).
 
-    Raises :class:`MassiveAuthError` as soon as any symbol hits one, cancelling what has not
-    started; every other failure is recorded per symbol.
+    Raises :class:`MassiveAuthError`, or any error that is not a :class:`MassiveError` (not the
+    API's answer: e.g. the rate budget's Redis is unreachable), as soon as any symbol hits one,
+    cancelling what has not started; the API's failures are recorded per symbol.
     """
     result = BatchResult()
 
@@ -122,7 +127,7 @@ def fetch_batch(
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
                 error = future.exception()
-                if isinstance(error, MassiveAuthError):
+                if isinstance(error, MassiveAuthError) or (error is not None and not isinstance(error, MassiveError)):
                     for other in pending:
                         other.cancel()
                     raise error

@@ -258,7 +258,7 @@ def log_lines(path: Path, offset: int, pattern: str) -> list[str]:
     with path.open("rb") as f:
         f.seek(offset)
         text = f.read().decode(errors="replace")
-    return [line.strip()[:300] for line in text.splitlines() if re.search(pattern, line, re.IGNORECASE)]
+    return [line.strip()[:240] for line in text.splitlines() if re.search(pattern, line, re.IGNORECASE)]
 
 
 def run_seconds(run: dict[str, Any]) -> float:
@@ -279,7 +279,10 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = FAUL
     return time.monotonic()
 
 
-SCHEDULER_FAULT_LINES = r"heartbeat|zombie|orphan|adopt|reset the following|SchedulerJob|marking .* failed|up_for_retry"
+# What the scheduler says about a dead task or scheduler (not its every-15-s "Adopting or resetting" line).
+SCHEDULER_FAULT_LINES = (
+    r"without a heartbeat|Marking task as|Reset the following|orphaned TaskInstances|adopted|state-changed-externally"
+)
 
 
 @pytest.fixture(scope="module")

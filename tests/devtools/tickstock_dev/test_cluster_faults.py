@@ -367,10 +367,11 @@ def test_sigkill_of_a_worker_running_fetches(cluster, symbols, baseline, figures
 def test_restart_of_tickstock_postgres_mid_load(cluster, symbols, baseline, figures):
     run_id, job_id = start_load(cluster, symbols, "postgres-restart")
     pid_before = cluster.server_pids()["tickstock postgres"]
-    # Mid-load: upserts have written bars, and fetches are still running.
+    # Mid-load: upserts (mapped over every fetch's result, so they start once all fetches are
+    # done) have merged bars, and more are merging right now.
     wait_until(
-        lambda: succeeded(cluster, run_id, "upsert_bars") >= 1 and running(cluster, run_id, "fetch_bars"),
-        "an upsert done and fetches running",
+        lambda: succeeded(cluster, run_id, "upsert_bars") >= 1 and running(cluster, run_id, "upsert_bars"),
+        "an upsert done and upserts running",
     )
     in_flight = [ti for ti in cluster.task_instances("universe_load", run_id) if ti.state == "running"]
     t_fault = time.monotonic()
@@ -407,8 +408,8 @@ def test_restart_of_tickstock_redis_mid_load(cluster, symbols, baseline, figures
     run_id, job_id = start_load(cluster, symbols, "redis-restart")
     pid_before = cluster.server_pids()["tickstock redis"]
     wait_until(
-        lambda: succeeded(cluster, run_id, "upsert_bars") >= 1 and len(running(cluster, run_id, "fetch_bars")) >= 2,
-        "an upsert done and fetches running (spending the shared budget)",
+        lambda: succeeded(cluster, run_id, "fetch_bars") >= 1 and len(running(cluster, run_id, "fetch_bars")) >= 2,
+        "a fetch done and fetches running (spending the shared budget)",
     )
     status_before = JobStatusStore(redis.Redis.from_url(info.redis_url, decode_responses=True)).get(job_id)
     in_flight = [ti for ti in cluster.task_instances("universe_load", run_id) if ti.state == "running"]

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -154,6 +155,14 @@ class TaskInstanceRow:
     state: str | None
     hostname: str | None
     try_number: int
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.start_date is None or self.end_date is None:
+            return None
+        return (self.end_date - self.start_date).total_seconds()
 
 
 class LocalCluster(AirflowStack):
@@ -431,7 +440,7 @@ class LocalCluster(AirflowStack):
     def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstanceRow]:
         """The run's task instances with the hostname that ran each (metadata DB, not the API)."""
         rows = self.metadata_query(
-            "SELECT task_id, map_index, state, hostname, try_number FROM task_instance"
+            "SELECT task_id, map_index, state, hostname, try_number, start_date, end_date FROM task_instance"
             " WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
             (dag_id, run_id),
         )

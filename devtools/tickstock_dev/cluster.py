@@ -95,6 +95,21 @@ INIT_SCRIPT = services.REPO_ROOT / "docker" / "init_tickstock.py"
 # Celery worker's result-backend connections: keep each pool small on the embedded server.
 SQL_POOL_SIZE = 3
 WORKER_READY_TIMEOUT_S = 180.0
+# How fast the cluster notices a dead component (Airflow's defaults are minutes). Every running
+# task's supervisor heartbeats every [workers] min_heartbeat_interval (5 s); a task instance
+# silent for 30 s (its worker was SIGKILLed) is failed and retried by the scheduler, checked
+# every 5 s. A scheduler silent for 15 s is dead to the others, and the scheduler looks for the
+# task instances a dead scheduler had queued (to adopt or reset them) every 15 s. A task
+# instance queued for 120 s without starting (its Celery message died with a worker) is
+# queued again. Sized for a loaded 2-core machine: a busy but live task still heartbeats
+# several times within 30 s.
+FAULT_DETECTION_CONFIG = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
+}
 
 
 def worker_hostname() -> str:
@@ -314,6 +329,7 @@ class LocalCluster(AirflowStack):
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                **FAULT_DETECTION_CONFIG,
                 **self.airflow_config,
             }
         )

@@ -120,7 +120,11 @@ def merge_statement(conn: psycopg.Connection, timeframe: Timeframe | str) -> sql
 def merge_staged(
     conn: psycopg.Connection, key: str, timeframe: Timeframe | str, *, adjusted: bool | None = None
 ) -> MergeResult:
-    """Upsert ``key``'s staged bars into the timeframe's table and clear them, atomically.
+    """Upsert ``key``'s staged bars into the timeframe's table (one transaction); keep them staged.
+
+    Idempotent per key: merging again changes no row and reports the same ``staged`` counts, so
+    an upsert task retried after its merge had committed (worker killed, status write failed)
+    still reports its batch's bars. :func:`clear_staged` removes the rows once the run is done.
 
     With ``adjusted`` given, the merged symbols' adjustment basis for the table is recorded in
     the same transaction, and a merge onto a series stored with the other basis is rolled back
@@ -156,6 +160,13 @@ def merge_staged(
         result.unchanged,
     )
     return result
+
+
+def clear_staged(conn: psycopg.Connection, keys: Iterable[str]) -> int:
+    """Delete the staged rows of ``keys`` (batches whose upserts succeeded); return how many."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(read_sql("dml/clear_staged_keys.sql"), {"load_keys": list(keys)})
+        return cur.rowcount
 
 
 def purge_stale_staging(conn: psycopg.Connection, older_than: str = "1 day") -> int:

@@ -286,6 +286,15 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
             merged = merge_staged(conn, key, timeframe, adjusted=fetch_result.get("adjusted", True))
     except AdjustmentMismatch as exc:  # a concurrent load claimed the other basis: retrying cannot help
         raise AirflowFailException(str(exc)) from exc
+    fetched = sum(fetch_result.get("bars", {}).values())
+    if fetched and not merged.staged:
+        # Rows are kept staged until the run ends, so a retried upsert finds them again; none
+        # at all means they were lost (an unlogged table is emptied by a database crash) or the
+        # run was cleared from upsert_bars onwards after it ended. Never report such a batch as 0 bars.
+        raise AirflowFailException(
+            f"{fetched} bars staged under {key} are gone (TickStock's database crashed, or the run was"
+            " cleared without its fetch tasks): clear this batch's fetch_bars with its downstream tasks"
+        )
     table = OHLCV_TABLES[timeframe].table
     for symbol, count in sorted(merged.staged.items()):
         log.info("✓ Inserted %d bars into %s for %s", count, table, symbol)
@@ -438,6 +447,7 @@ def finish_job(
     """
     from tickstock.job_status import JobState
     from tickstock.results import DETAILS_REQUESTS, GROUPED_REQUESTS, REQUEST_FIELD, summarise
+    from tickstock.staging import clear_staged
 
     context = get_current_context()
     plan = context["ti"].xcom_pull(task_ids=planner, key=PLAN_KEY)
@@ -445,6 +455,11 @@ def finish_job(
         raise AirflowFailException(f"{planner} published no plan (it failed; its job status says why)")
     outcome = context["ti"].xcom_pull(task_ids="check_bar_counts", key="outcome")
     upserts = upsert_results(upserts)
+    # Merged batches keep their staged rows until now (a retried upsert needs them); a failed
+    # batch keeps them for a cleared re-run, or until purge_stale_staging.
+    with pg_connection() as conn:
+        cleared = clear_staged(conn, [result["staging_key"] for result in upserts])
+    log.info("Cleared %d staged bars of %d merged batches", cleared, len(upserts))
     summary = summarise(
         symbols=plan["symbols"],
         batch_results=upserts,

@@ -1,6 +1,9 @@
--- Move one load_key's staged bars into an OHLCV table, in the caller's transaction, and return
--- per symbol: bars offered, rows inserted, rows whose values changed. A batch holds each bar key
--- once (tickstock.bars de-duplicates what the API sends), so there is no DISTINCT ON sort here: a
+-- Merge one load_key's staged bars into an OHLCV table, in the caller's transaction, and return
+-- per symbol: bars offered, rows inserted, rows whose values changed. The staged rows are kept
+-- (finish_job clears them once the run is over): an upsert task retried after its merge committed
+-- (its worker died, or Redis failed on the status write) merges the same rows again, changes
+-- nothing and reports the same bars, instead of finding nothing. A batch holds each bar key once
+-- (tickstock.bars de-duplicates what the API sends), so there is no DISTINCT ON sort here: a
 -- duplicate makes ON CONFLICT fail the whole statement ("cannot affect row a second time"), which
 -- merge_staged reports, and nothing is merged or lost.
 -- {table}, {time_column} (identifiers), {staged_key} (bar_start or period) and {staged_time} (the
@@ -12,9 +15,9 @@
 -- meaning "last changed"). Counting happens here, not in the client: a batch returns one row
 -- per symbol instead of one per bar.
 WITH staged AS (
-    DELETE FROM ohlcv_staging
+    SELECT symbol, {staged_key}, open, high, low, close, volume, vwap, transactions
+      FROM ohlcv_staging
      WHERE load_key = %(load_key)s
-    RETURNING symbol, {staged_key}, open, high, low, close, volume, vwap, transactions
 ), merged AS (
     INSERT INTO {table} AS t (symbol, {time_column}, open, high, low, close, volume, vwap, transactions)
     SELECT symbol, {staged_time}, open, high, low, close, volume, vwap, transactions

@@ -9,11 +9,14 @@ The hook module is imported when the task runs, not with this module: DAG files 
 one to build their maps, and the hook's http stack (HttpHook, aiohttp) would cost every DAG
 parse and task start a second.
 
-Failure policy: a symbol whose fetch fails (after the hook's retries) is reported in ``failed``
-and the others are still staged, because one delisted or misbehaving ticker must not cost the
-batch. Authentication/entitlement errors fail the task at once (every symbol would fail the same
-way), and so does a batch in which every symbol failed for a reason that a task retry may cure
-(API unavailable, unexpected error).
+Failure policy: a symbol whose fetch fails at the API (after the hook's retries) is reported in
+``failed`` and the others are still staged, because one delisted or misbehaving ticker must not
+cost the batch. Authentication/entitlement errors fail the task at once (every symbol would fail
+the same way), and so does any failure that is not the API's answer about a symbol — the shared
+rate budget's Redis restarting, a bug — because it says nothing about the symbol it happened to
+hit: reported per symbol it would end the load as ``completed_with_errors`` for symbols a task
+retry loads fine. A batch in which every symbol failed for a reason that a task retry may cure
+(API unavailable) fails the task too.
 """
 
 from __future__ import annotations
@@ -105,10 +108,11 @@ def fetch_batch(
 ) -> BatchResult:
     """Fetch ``symbols`` concurrently on ``hook`` (one session, one connection pool).
 
-    Raises :class:`MassiveAuthError` as soon as any symbol hits one, cancelling what has not
-    started; every other failure is recorded per symbol.
+    Raises :class:`MassiveAuthError`, or any error that is not a :class:`MassiveError` (not the
+    API's answer: e.g. the rate budget's Redis is unreachable), as soon as any symbol hits one,
+    cancelling what has not started; the API's failures are recorded per symbol.
     """
-    from tickstock_airflow.hooks.massive import MassiveAuthError
+    from tickstock_airflow.hooks.massive import MassiveAuthError, MassiveError
 
     result = BatchResult()
 
@@ -123,7 +127,7 @@ def fetch_batch(
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
                 error = future.exception()
-                if isinstance(error, MassiveAuthError):
+                if isinstance(error, MassiveAuthError) or (error is not None and not isinstance(error, MassiveError)):
                     for other in pending:
                         other.cancel()
                     raise error

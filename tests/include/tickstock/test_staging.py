@@ -7,7 +7,14 @@ import psycopg
 import pytest
 
 from tickstock.bars import Bar
-from tickstock.staging import DuplicateStagedBars, load_key, merge_staged, purge_stale_staging, stage_bars
+from tickstock.staging import (
+    DuplicateStagedBars,
+    clear_staged,
+    load_key,
+    merge_staged,
+    purge_stale_staging,
+    stage_bars,
+)
 from tickstock.timeframes import Timeframe
 
 pytestmark = pytest.mark.integration
@@ -46,7 +53,7 @@ def test_stage_then_merge_inserts_then_rerun_changes_nothing_then_new_values_upd
         ("SCHG", date(2025, 12, 2), Decimal("101.5"), Decimal("1029145")),
         ("VUG", date(2025, 12, 1), Decimal("101.5"), Decimal("1029145")),
     ]
-    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (0,)
+    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (3,)  # kept until the run ends
 
     stage_bars(pg_conn, key, bars, timeframe="day")
     again = merge_staged(pg_conn, key, Timeframe.DAY)
@@ -57,6 +64,23 @@ def test_stage_then_merge_inserts_then_rerun_changes_nothing_then_new_values_upd
     assert changed.updated == {"SCHG": 1}
     assert _rows(pg_conn)[1][2] == Decimal("103.75")
     assert len(_rows(pg_conn)) == 3
+
+
+def test_a_merge_repeated_after_it_committed_reports_the_same_bars_and_clear_removes_them(pg_conn):
+    # An upsert task retried after its first try's merge committed (worker killed before it
+    # reported success, or the job status write hit a restarting Redis) merges the key again.
+    key = load_key("manual__4", "day", 0)
+    stage_bars(pg_conn, key, [_day_bar("SCHG", 1), _day_bar("SCHG", 2), _day_bar("VUG", 1)], timeframe="day")
+    first = merge_staged(pg_conn, key, Timeframe.DAY)
+    retry = merge_staged(pg_conn, key, Timeframe.DAY)
+    assert retry.staged == first.staged == {"SCHG": 2, "VUG": 1}
+    assert (retry.inserted.total(), retry.updated.total(), retry.unchanged) == (0, 0, 3)
+    assert len(_rows(pg_conn)) == 3
+    other = load_key("manual__5", "day", 0)
+    stage_bars(pg_conn, other, [_day_bar("QQQ", 1)], timeframe="day")
+    assert clear_staged(pg_conn, [key]) == 3
+    assert pg_conn.execute("SELECT DISTINCT load_key FROM ohlcv_staging").fetchall() == [(other,)]
+    assert clear_staged(pg_conn, []) == 0
 
 
 def test_restaging_a_key_replaces_a_failed_attempts_rows(pg_conn):
@@ -104,6 +128,7 @@ def test_other_load_keys_are_untouched_and_stale_rows_are_purged(pg_conn):
     stage_bars(pg_conn, load_key("r1", "day", 0), [_day_bar("SPY", 1)], timeframe="day")
     stage_bars(pg_conn, load_key("r2", "day", 0), [_day_bar("QQQ", 1)], timeframe="day")
     merge_staged(pg_conn, load_key("r1", "day", 0), "day")
+    clear_staged(pg_conn, [load_key("r1", "day", 0)])
     assert pg_conn.execute("SELECT symbol FROM ohlcv_staging").fetchall() == [("QQQ",)]
     assert purge_stale_staging(pg_conn, "1 hour") == 0
     pg_conn.execute("UPDATE ohlcv_staging SET staged_at = now() - interval '2 days'")

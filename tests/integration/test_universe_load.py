@@ -81,7 +81,14 @@ def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_d
         "errors": [],
         "splits": [],  # the splits seen in the load window (none for these two)
     }
-    assert massive_conn.stats()["by_endpoint"] == {"aggs": 8, "grouped": 0, "ticker_details": 2, "other": 0}
+    # 4 timeframes x 2 symbols, no grouped daily, 2 ticker details, 1 splits query for the window
+    assert massive_conn.stats()["by_endpoint"] == {
+        "aggs": 8,
+        "grouped": 0,
+        "ticker_details": 2,
+        "splits": 1,
+        "other": 0,
+    }
     names = dict(pg_conn.execute("SELECT symbol, name FROM symbols").fetchall())
     assert names == {"SCHG": "Schwab U.S. Large-Cap Growth ETF", "VUG": "Vanguard Growth ETF"}
     assert _asset_events(run.run_id) == [
@@ -220,7 +227,13 @@ def test_grouped_daily_loads_exactly_the_per_symbol_bars_with_fewer_requests(
     symbols = ["SPY", "QQQ", "QUIET", "NEWCO", "GONE", "NOSUCH"]
     conf = {"symbols": symbols, "days": 7, "as_of": "2025-06-20", "job_id": "grouped"}  # 06-13 .. 06-20, 06-19 off
     run = run_dag("universe_load", conf)
-    assert massive_conn.stats()["by_endpoint"] == {"aggs": 18, "grouped": 5, "ticker_details": 6, "other": 0}
+    assert massive_conn.stats()["by_endpoint"] == {
+        "aggs": 18,
+        "grouped": 5,
+        "ticker_details": 6,
+        "splits": 1,
+        "other": 0,
+    }
     results = _job(redis_client, "grouped")["results"]
     assert {k: v for k, v in results.items() if k.endswith("_requests")} == {
         "hourly_requests": 6,

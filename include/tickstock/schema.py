@@ -46,6 +46,8 @@ from tickstock.sqlfiles import read_sql
 from tickstock.timeframes import OHLCV_TABLES, OhlcvTable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import psycopg
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -336,22 +338,11 @@ def upgrade(target: str | psycopg.Connection, *, hypertables: bool = False, revi
         (``migrate_data``: locks and rewrites them); empty tables are converted regardless
     :raises SchemaUpgradeError: the upgrade was refused; the message says why and how to fix it
     """
-    import psycopg
     from alembic import command
-    from sqlalchemy.exc import DBAPIError
 
     dsn = _dsn_of(target)
-    with psycopg.connect(dsn) as conn:
-        before = current_revision(conn)
     config = alembic_config(dsn=dsn, hypertables=hypertables)
-    try:
-        command.upgrade(config, revision)
-    except DBAPIError as exc:
-        raise SchemaUpgradeError(_server_message(exc.orig)) from None
-    except psycopg.Error as exc:
-        raise SchemaUpgradeError(_server_message(exc)) from None
-    with psycopg.connect(dsn) as conn:
-        after = current_revision(conn)
+    before, after = _run_alembic(dsn, lambda: command.upgrade(config, revision))
     assert after is not None
     if before == after:
         log.info("TickStock schema already at revision %s", after)
@@ -366,25 +357,35 @@ def downgrade(target: str | psycopg.Connection, revision: str) -> UpgradeResult:
     Each revision's downgrade removes only what its upgrade added; 0001's drops the columns and
     keys it gave existing tables and the tables it created (with their rows).
     """
-    import psycopg
     from alembic import command
-    from sqlalchemy.exc import DBAPIError
 
     dsn = _dsn_of(target)
-    with psycopg.connect(dsn) as conn:
-        before = current_revision(conn)
     config = alembic_config(dsn=dsn)
     config.attributes["downgrade"] = True
+    before, after = _run_alembic(dsn, lambda: command.downgrade(config, revision))
+    log.info("TickStock schema downgraded: %s -> %s", before or "(none)", after or "(none)")
+    return UpgradeResult(before, after or "base", list(config.attributes["warnings"]))
+
+
+def _run_alembic(dsn: str, step: Callable[[], None]) -> tuple[str | None, str | None]:
+    """Run one Alembic command; return the revisions before and after it.
+
+    A refused step (a RAISE in a DO block, a lock timeout) reaches the caller as
+    :class:`SchemaUpgradeError` with the server's own message, not SQLAlchemy's wrapper.
+    """
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    with psycopg.connect(dsn) as conn:
+        before = current_revision(conn)
     try:
-        command.downgrade(config, revision)
+        step()
     except DBAPIError as exc:
         raise SchemaUpgradeError(_server_message(exc.orig)) from None
     except psycopg.Error as exc:
         raise SchemaUpgradeError(_server_message(exc)) from None
     with psycopg.connect(dsn) as conn:
-        after = current_revision(conn)
-    log.info("TickStock schema downgraded: %s -> %s", before or "(none)", after or "(none)")
-    return UpgradeResult(before, after or "base", list(config.attributes["warnings"]))
+        return before, current_revision(conn)
 
 
 def _server_message(error: BaseException | None) -> str:

@@ -13,18 +13,26 @@ clocks still share one schedule. ``burst`` requests may go at once after an idle
 that requests are spaced ``1/rate`` apart, so any window of ``w`` seconds holds at most
 ``burst + rate * w`` request starts.
 
-The server counts *arrivals*, and arrivals jitter (scheduling, network, a slow first connect):
-two requests spaced exactly ``1/rate`` apart at the client can land closer together at the
-server. ``headroom`` therefore spaces requests slightly wider than the nominal rate (5% by
-default), so the server's sliding window stays under the limit although individual requests
-arrive a few tens of milliseconds late or early.
+The server counts *arrivals*, and arrivals jitter. The larger part of it is on the client: under
+CPU saturation (eight task processes on two cores) a thread that slept until its slot wakes tens
+of milliseconds late, while the next slot's owner wakes on time, so two requests meant ``1/rate``
+apart leave together; GCRA alone bounds reservations, not departures. So every request passes a
+second gate right before it is sent: a sliding-window log of the actual *send* times (a Redis
+sorted set, trimmed and counted by the same script that adds to it) admits at most ``requests``
+sends in any window of ``seconds / (1 - headroom)``. That bound holds however late a sleeper
+wakes; what remains is the delay between the gate and the server's clock, and ``headroom`` (5%
+by default: 100/s becomes 100 per 1.053 s, and GCRA paces at 95/s) absorbs up to
+``headroom * seconds`` (53 ms at 100/s) of it.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,6 +62,26 @@ if wait < 0 then wait = 0 end
 local new_tat = tat + interval
 local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl_ms)
+return string.format('%.0f', wait)
+"""
+
+# KEYS[1]: the send log (a sorted set of send times in µs). ARGV: window (µs), cap (sends allowed
+# in any window), member (unique per send). Returns 0 after logging the send, or the µs until the
+# oldest logged send leaves the window (the caller waits that long and asks again).
+_ADMIT_LUA = """
+local window = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - window))
+if redis.call('ZCARD', KEYS[1]) < cap then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  return '0'
+end
+local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+local wait = oldest + window - now + 1
+if wait < 1 then wait = 1 end
 return string.format('%.0f', wait)
 """
 
@@ -104,9 +132,11 @@ class RateBudget:
     :param name: what the budget limits, e.g. the Airflow connection id of the API; processes
         sharing a name share the budget
     :param rate: the budget, e.g. ``"100/s"`` or ``"5/min"``
-    :param burst: requests that may start together after an idle period (at least 1). One is the
+    :param burst: requests that may start together after an idle period (at least 1; the send log
+        still admits no more than ``rate.requests`` per window). One is the
         safe default for a server that counts requests in sliding windows.
-    :param headroom: fraction kept unused to absorb arrival jitter (0.05 = run at 95% of ``rate``)
+    :param headroom: fraction kept unused to absorb arrival jitter (0.05 = pace at 95% of ``rate``
+        and admit at most ``rate.requests`` sends per ``rate.seconds / 0.95``)
     :param sleep: how to wait (injected by unit tests that check the computed waits)
     """
 
@@ -127,22 +157,44 @@ class RateBudget:
         self.rate = parse_rate(rate)
         self.burst = burst
         self.key = f"{KEY_PREFIX}{name}"
+        self.sent_key = f"{self.key}:sent"
         self._sleep = sleep
         self._script = client.register_script(_RESERVE_LUA)
+        self._admit_script = client.register_script(_ADMIT_LUA)
         self.interval = self.rate.interval / (1 - headroom)
         self._interval_us = round(self.interval * 1_000_000)
         self._tolerance_us = (burst - 1) * self._interval_us
+        #: any window this long holds at most ``rate.requests`` sends
+        self.window = self.rate.seconds / (1 - headroom)
+        self._window_us = round(self.window * 1_000_000)
+        self._sender = f"{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._sends = itertools.count()
 
     def reserve(self) -> float:
         """Reserve the next request slot; return the seconds to wait until it (0 = go now)."""
         waited = self._script(keys=[self.key], args=[self._interval_us, self._tolerance_us])
         return int(waited) / 1_000_000
 
+    def admit(self) -> float:
+        """Log one send now if the window has room (return 0), else the seconds until it has."""
+        member = f"{self._sender}:{next(self._sends)}"
+        waited = self._admit_script(keys=[self.sent_key], args=[self._window_us, self.rate.requests, member])
+        return int(waited) / 1_000_000
+
     def acquire(self) -> float:
-        """Wait until this process may send one request; return the seconds waited."""
+        """Wait until this process may send one request; return the seconds waited.
+
+        Call it immediately before sending: the send is logged when this returns.
+        """
         wait = self.reserve()
+        if wait >= 1:
+            log.info("Rate budget %s (%s): waiting %.1f s for a request slot", self.key, self.rate, wait)
+        total = 0.0
         if wait > 0:
-            if wait >= 1:
-                log.info("Rate budget %s (%s): waiting %.1f s for a request slot", self.key, self.rate, wait)
             self._sleep(wait)
-        return wait
+            total += wait
+        # The send-time gate: a sleeper that woke late must not leave together with the next slot.
+        while (wait := self.admit()) > 0:
+            self._sleep(wait)
+            total += wait
+        return total

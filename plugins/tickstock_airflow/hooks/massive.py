@@ -390,17 +390,17 @@ class MassiveHook(HttpHook):
     def _attempt(self, url: str, params: Sequence[tuple[str, Any]], what: str) -> Any:
         """Send one request; return the decoded body, ``None`` for 404, or raise ``_Retry``/an error."""
         session = self._shared_session()
-        budget = self._rate_budget()
-        if budget is not None:
-            budget.acquire()
-        with self._lock:
-            self._requests += 1
         extra = {
             **self.merged_extra,
             "check_response": False,
             "timeout": self.merged_extra.get("timeout", self.timeout),
         }
         prepared = session.prepare_request(requests.Request("GET", url, params=list(params)))
+        budget = self._rate_budget()
+        if budget is not None:
+            budget.acquire()  # last step before the send: the budget logs the send time
+        with self._lock:
+            self._requests += 1
         try:
             response = self.run_and_check(session, prepared, extra)
         except requests.Timeout as err:

@@ -6,6 +6,9 @@ the schedule, nor later than the schedule plus the time the calls took), never a
 
 from __future__ import annotations
 
+import bisect
+import concurrent.futures
+import threading
 import time
 
 import pytest
@@ -98,3 +101,54 @@ def test_burst_and_headroom_are_checked(redis_client):
         RateBudget(redis_client, "x", "1/s", burst=0)
     with pytest.raises(ValueError, match="headroom"):
         RateBudget(redis_client, "x", "1/s", headroom=1)
+
+
+def test_the_send_log_admits_at_most_the_rate_in_any_window(redis_client):
+    budget = RateBudget(redis_client, "admit", "3/s", headroom=0)
+    started = time.monotonic()
+    assert [budget.admit() for _ in range(3)] == [0, 0, 0]
+    fourth = budget.admit()
+    took = time.monotonic() - started
+    # The fourth send must wait until the first one leaves the 1-second window (and is not logged).
+    assert 1.0 - took <= fourth <= 1.0 + 1e-5
+    assert redis_client.zcard(budget.sent_key) == 3
+    assert budget.admit() > 0
+
+
+def test_the_send_window_is_widened_by_the_headroom(redis_client):
+    budget = RateBudget(redis_client, "window", "100/s")
+    assert budget.window == pytest.approx(1 / 0.95)
+    assert all(budget.admit() == 0 for _ in range(100))
+    assert 1 / 0.95 - 1.0 < budget.admit() <= 1 / 0.95 + 1e-5
+
+
+def test_senders_that_wake_late_do_not_leave_together(redis_client):
+    """GCRA bounds reservations; the send log bounds departures.
+
+    The owners of the slots between 0.45 s and 0.95 s oversleep by 300 ms, as threads do on a
+    saturated machine, and then leave together with the on-time owners of the next slots: on
+    reservations alone some second would see 13 departures at 10/s.
+    """
+    rate, sends, threads = 10, 30, 12
+    lock = threading.Lock()
+    departures: list[float] = []
+    started = time.monotonic()
+
+    def late_sleep(seconds: float) -> None:
+        slot = time.monotonic() + seconds - started
+        time.sleep(seconds + (0.3 if 0.45 <= slot < 0.95 else 0.0))
+
+    budget = RateBudget(redis_client, "late", f"{rate}/s", headroom=0, sleep=late_sleep)
+
+    def send(_: int) -> None:
+        budget.acquire()
+        with lock:
+            departures.append(time.monotonic())
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(send, range(sends)))
+    departures.sort()
+    # 20 ms of slack for the gap between Redis's clock at the gate and this process's clock.
+    busiest = max(bisect.bisect_left(departures, t + 0.98) - i for i, t in enumerate(departures))
+    assert len(departures) == sends
+    assert busiest <= rate

@@ -111,6 +111,10 @@ FAULT_DETECTION_CONFIG = {
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
 }
 
+# Task processes fork from a worker that has already imported the task modules and built the
+# NYSE calendar (tickstock_airflow.celery_config); the compose file sets the same option.
+CELERY_CONFIG_OPTIONS = "tickstock_airflow.celery_config.CELERY_CONFIG"
+
 
 def worker_hostname() -> str:
     """``[core] hostname_callable`` of the cluster's workers: ``worker-N``, else the machine's FQDN.
@@ -321,6 +325,7 @@ class LocalCluster(AirflowStack):
                 "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
                 "AIRFLOW__CELERY__BROKER_URL": broker_url,
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sqlalchemy_url,
+                "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": CELERY_CONFIG_OPTIONS,
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__WORKERS": "1",

@@ -160,6 +160,10 @@ def test_make_cluster_loads_on_both_workers_and_stops_on_sigterm(tmp_path):
         # A skipped task never ran anywhere: only the tasks that ran have a worker's hostname.
         assert {host for _, state, host in rows if state == "success"} == {worker_name(1), worker_name(2)}
         assert {host for _, state, host in rows if state == "skipped"} == {""}
+        # Both workers started warm: task processes fork from a worker that imported their modules.
+        for index in (1, 2):
+            worker_log = (state / "logs" / f"{worker_name(index)}.log").read_text()
+            assert "TickStock task modules and the NYSE calendar preloaded" in worker_log
 
         descendants = psutil.Process(launcher.pid).children(recursive=True)
         servers = server_pids(state)

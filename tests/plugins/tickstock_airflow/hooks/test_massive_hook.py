@@ -213,6 +213,15 @@ class TestReferenceData:
             ranged = hook.get_bars(symbol, "day", date(2025, 12, 1), date(2025, 12, 1)).bars
             assert ranged == [by_symbol[symbol]]
 
+    def test_grouped_daily_for_some_symbols_parses_only_theirs(self, massive_conn):
+        hook = _hook()
+        everything = hook.get_grouped_daily(date(2025, 12, 1))
+        some = hook.get_grouped_daily(date(2025, 12, 1), symbols=["SCHG", "VUG", "ZZZZQ"])
+        assert len(everything.bars) > 1000
+        assert some.bars == [b for b in everything.bars if b.symbol in ("SCHG", "VUG")]
+        assert {b.symbol for b in some.bars} == {"SCHG", "VUG"}
+        assert massive_conn.stats()["by_endpoint"]["grouped"] == 2  # one request each, filtered here
+
     def test_grouped_daily_on_a_holiday_is_no_bars(self, massive_conn):
         assert _hook().get_grouped_daily(date(2025, 11, 27)).bars == []
 

@@ -47,6 +47,7 @@ from tenacity import sleep as tenacity_sleep
 from tenacity.wait import wait_base
 
 from tickstock.bars import ParsedBars, decode_json, parse_aggregates, parse_grouped_daily
+from tickstock.rate_budget import DEFAULT_HEADROOM
 from tickstock.splits import InvalidSplit, Split, parse_splits
 from tickstock.timeframes import Timeframe
 from tickstock_airflow.hooks import MASSIVE_CONN_ID
@@ -257,7 +258,7 @@ class MassiveHook(HttpHook):
         rate_limit: str | None = None,
         redis_conn_id: str = "tickstock_redis",
         rate_burst: int = 1,
-        rate_headroom: float = 0.05,
+        rate_headroom: float = DEFAULT_HEADROOM,
         limit: int = MAX_LIMIT,
         max_attempts: int = 6,
         retry_base_delay: float = 1.0,
@@ -344,7 +345,9 @@ class MassiveHook(HttpHook):
                 from tickstock.rate_budget import RateBudget
 
                 client = RedisHook(redis_conn_id=self.redis_conn_id).get_conn()
-                self._budget = RateBudget(client, self.massive_conn_id, self.rate_limit, burst=self.rate_burst)
+                self._budget = RateBudget(
+                    client, self.massive_conn_id, self.rate_limit, burst=self.rate_burst, headroom=self.rate_headroom
+                )
             return self._budget
 
     def prepare(self) -> None:

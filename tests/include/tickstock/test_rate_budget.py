@@ -74,8 +74,8 @@ def test_every_client_with_the_same_name_shares_one_budget_and_other_names_do_no
 
 
 def test_headroom_spaces_requests_wider_than_the_nominal_rate(redis_client):
-    budget = RateBudget(redis_client, "headroom", "20/s")  # default 5% headroom
-    assert budget.interval == pytest.approx(0.05 / 0.95)
+    budget = RateBudget(redis_client, "headroom", "20/s")  # default 10% headroom
+    assert budget.interval == pytest.approx(0.05 / 0.9)
     waits, took = _reserve_many(budget, 3)
     assert 2 * budget.interval - took <= waits[2] <= 2 * budget.interval + 1e-6
 
@@ -116,10 +116,10 @@ def test_the_send_log_admits_at_most_the_rate_in_any_window(redis_client):
 
 
 def test_the_send_window_is_widened_by_the_headroom(redis_client):
-    budget = RateBudget(redis_client, "window", "100/s")
-    assert budget.window == pytest.approx(1 / 0.95)
+    budget = RateBudget(redis_client, "window", "100/s")  # default 10% headroom
+    assert budget.window == pytest.approx(1 / 0.9)
     assert all(budget.admit() == 0 for _ in range(100))
-    assert 1 / 0.95 - 1.0 < budget.admit() <= 1 / 0.95 + 1e-5
+    assert 1 / 0.9 - 1.0 < budget.admit() <= 1 / 0.9 + 1e-5
 
 
 def test_senders_that_wake_late_do_not_leave_together(redis_client):

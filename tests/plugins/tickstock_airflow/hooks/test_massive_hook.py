@@ -375,6 +375,14 @@ class TestSharedRateBudget:
             hook.get_ticker_details("SPY")
         assert massive_conn.stats()["max_in_any_1s"] > self.PER_SECOND + self.BURST
 
+    def test_the_hooks_burst_and_headroom_reach_the_budget(self, massive_conn, redis_client):
+        hook = _hook(rate_limit="20/s", rate_burst=3, rate_headroom=0.2)
+        hook.prepare()
+        budget = hook._rate_budget()
+        assert budget is not None
+        assert (budget.burst, budget.window) == (3, pytest.approx(1 / 0.8))
+        assert _hook(rate_limit="20/s")._rate_budget().window == pytest.approx(1 / 0.9)  # the default
+
     def test_concurrent_processes_share_one_budget(self, massive_conn, api_key, redis_client):
         total = self.PROCESSES * self.REQUESTS
         barrier = "test:rate-budget"

@@ -152,8 +152,7 @@ def _cluster_load(section: Section) -> list[str]:
     lines = ["**Why targets of this load miss, and what would fix them.**", ""]
     if _missed(section, 1):
         ratio = _median(section, "DagRun ÷ bound")
-        lines.append(f"- Target 1 (DagRun ÷ bound {ratio:.2f}):" if ratio else "- Target 1:")
-        lines += _budget_lines(section, "the load")
+        lines += _budget_lines(section, f"Target 1 (DagRun ÷ bound {ratio or 0:.2f})")
         lines.append(
             "- Fixes, in the order the figures point at: start fetching before the whole plan is built (the first "
             "request waits for the plan); keep more fetch task instances queued than the pool has slots so a "
@@ -207,16 +206,17 @@ def _cluster_speedup(section: Section) -> list[str]:
 
 def _cluster_job(section: Section) -> list[str]:
     done = _median(section, "PUBLISH → completed, 100 ms")
-    queued = _median(section, "PUBLISH → queued, 100 ms")
+    created = _median(section, "PUBLISH → run created, 100 ms")
+    started = _median(section, "PUBLISH → DagRun start, 100 ms")
     processing = _median(section, "PUBLISH → processing, 100 ms")
     lines = ["**Why the small job misses 12 s, and what would fix it.**", ""]
-    if done is not None and queued is not None and processing is not None:
+    if done is not None and created is not None and started is not None and processing is not None:
         lines.append(
-            f"- Of the median {done:.1f} s: PUBLISH → `queued` {queued:.1f} s (bridge, the listener's deferred "
-            f"sensor waking in the triggerer, then `claim_jobs`, `trigger_universe_load` and `acknowledge_jobs`, "
-            f"each a task instance), `queued` → `processing` {processing - queued:.1f} s (the scheduler starting "
-            f"the run and its first task), `processing` → `completed` {done - processing:.1f} s (the load's own "
-            "task instances, per task id in the table above)."
+            f"- Of the median {done:.1f} s: PUBLISH → universe_load run created {created:.1f} s (the bridge, the "
+            "listener's deferred sensor waking in the triggerer, then `claim_jobs` and `trigger_universe_load`, "
+            f"each a task instance); created → DagRun start {started - created:.1f} s (the scheduler); DagRun "
+            f"start → `processing` {processing - started:.1f} s (`plan_load` on a worker); `processing` → "
+            f"`completed` {done - processing:.1f} s (the load's task instances, per task id in the table above)."
         )
     lines.append(
         "- Fixes: report `queued` and trigger the run from fewer listener task instances (claim, trigger and "

@@ -1,22 +1,30 @@
-"""``make bench``: measured throughput and scale, next to the design document's loader and the limits.
+"""``make bench``: issue 15's targets measured on ``make cluster``, next to the design document's loader.
 
-    python -m tickstock_dev.bench [--quick] [--only upsert,baseline,rate,memory,sim,refresh]
+    python -m tickstock_dev.bench [--quick] [--only upsert,job,speedup,dagstest,load,refresh]
                                   [--runs N] [--output docs/benchmarks.md] [--no-profile]
 
-Six measurements (see docs/benchmarks.md for what each does and why):
+The default measurements (docs/benchmarks.md says what each does and why):
 
-- ``upsert``: the bulk-upsert path vs a raw COPY (>= 1M rows);
-- ``baseline``: end to end, ``universe_load`` vs the design document's loader (100 and 500 symbols,
-  0 and 20 ms API latency);
-- ``rate``: a 1,000-symbol load under a 100 req/s limit vs requests ÷ 100;
-- ``memory``: peak RSS of a 5,000-symbol load;
-- ``sim``: the simulator's own throughput, next to the rates the loads reached;
-- ``refresh``: ``nightly_refresh`` of the 5,000-symbol universe for one new session (and a rerun).
+- ``upsert`` (target 6): the bulk-upsert path vs a raw COPY (>= 1M rows), on the embedded services;
+- on one :class:`~tickstock_dev.cluster.LocalCluster` (2 Celery workers, PostgreSQL metadata,
+  the simulator limited to 100 req/s and answering after 100 ms), see :mod:`tickstock_dev.bench_cluster`:
 
-Everything runs against the embedded PostgreSQL/Redis (a dedicated database ``tickstock_bench``,
-recreated, and Redis database 3) and one simulator process the bench starts, so a run never
-touches development or test data. ``--quick`` shrinks every size so the whole harness runs in a
-few minutes (the smoke test uses it with ``--only``); its numbers say nothing about speed.
+  - ``job`` (target 4): SCHG + VUG for 2 days by Redis message, PUBLISH → ``completed``, 10 runs;
+  - ``speedup`` (target 3): 100 symbols, the design document's loader vs a universe_load DagRun;
+  - ``dagstest``: the same 100 symbols through ``airflow dags test`` (a secondary row);
+  - ``load`` (targets 1, 2, 7): 5,000 symbols x 1 year: DagRun ÷ (requests ÷ 100), requests per
+    symbol, peak RSS of every task process;
+  - ``refresh`` (target 5): ``nightly_refresh`` of those 5,000 symbols for one new session.
+
+The measurements of the ``airflow dags test`` era stay available with ``--only``:
+``dagstest-e2e`` (100/500 symbols, 0/20 ms), ``dagstest-rate`` (1,000 symbols at 100 req/s),
+``dagstest-memory``, ``sim`` (the simulator's throughput), ``dagstest-refresh`` and ``mode``.
+
+The upsert and the ``dags test`` measurements use the embedded PostgreSQL/Redis (a dedicated
+database ``tickstock_bench``, recreated, and Redis database 3); the cluster has its own servers
+in its own state folder (``<state>/cluster-bench``) and free ports, so a run touches neither
+development data nor another cluster. ``--quick`` shrinks every size so the harness runs in a
+few minutes (the smoke tests use it with ``--only``); its numbers say nothing about speed.
 """
 
 from __future__ import annotations
@@ -33,13 +41,17 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tickstock_dev import services
-from tickstock_dev.bench_report import Section, dump_results, load_results
+from tickstock_dev.bench_report import Section, dump_results, load_results, section_order
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-MEASUREMENTS = ("upsert", "baseline", "rate", "memory", "sim", "refresh")
-OPTIONAL = ("mode",)  # dags test vs scheduler + LocalExecutor: minutes more, run with --only mode
+MEASUREMENTS = ("upsert", "job", "speedup", "dagstest", "load", "refresh")
+CLUSTER_MEASUREMENTS = ("job", "speedup", "dagstest", "load", "refresh")
+# The airflow-dags-test era's measurements (and dags test vs LocalExecutor): run with --only.
+OPTIONAL = ("dagstest-e2e", "dagstest-rate", "dagstest-memory", "sim", "dagstest-refresh", "mode")
+# Their sections keep their old numbers behind an "A" so they never mix with issue 15's targets.
+SECONDARY_PREFIX = "A"
 BENCH_DATABASE = "tickstock_bench"
 BENCH_REDIS_DB = 3
 DEFAULT_OUTPUT = services.REPO_ROOT / "docs" / "benchmarks.md"
@@ -139,6 +151,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--dags-folder", type=Path, help="run universe_load from this folder instead of dags/ (e.g. a candidate fix)"
     )
+    p.add_argument(
+        "--cluster-symbols", type=int, help="symbols of the cluster's big load and refresh (default 5,000; to try)"
+    )
     args = p.parse_args(argv)
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = sorted(set(args.only) - set(MEASUREMENTS) - set(OPTIONAL))
@@ -154,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tickstock_dev import bench_load, bench_refresh, bench_upsert
     from tickstock_dev.bench_airflow import AirflowLoader
+    from tickstock_dev.bench_cluster import CLUSTER_FULL, CLUSTER_QUICK
     from tickstock_dev.bench_report import machine_description, render_console
     from tickstock_dev.bench_sim import bench_simulator
 
@@ -165,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             sections += more
             payload["conditions"] = [*payload["conditions"], *more_payload["conditions"]]  # type: ignore[list-item]
             payload["total_seconds"] = float(payload["total_seconds"]) + float(more_payload["total_seconds"])  # type: ignore[arg-type]
-        sections.sort(key=lambda s: s.key)
+        sections.sort(key=section_order)
         _write(args.output, payload, sections)
         return 0
     sizes = QUICK if args.quick else FULL
@@ -174,21 +190,32 @@ def main(argv: list[str] | None = None) -> int:
         sizes = dataclasses.replace(
             sizes, upsert_runs=n, e2e_runs_small=n, e2e_runs_large=n, rate_runs=n, memory_runs=n, sim_runs=n
         )
+    cluster_sizes = CLUSTER_QUICK if args.quick else CLUSTER_FULL
+    if args.runs:
+        cluster_sizes = dataclasses.replace(cluster_sizes, speedup_runs=args.runs, job_runs=args.runs)
+    if args.cluster_symbols:
+        cluster_sizes = dataclasses.replace(cluster_sizes, load_symbols=args.cluster_symbols)
     profile = not args.no_profile
 
     def log(text: str) -> None:
         print(text, flush=True)
 
-    def measure(key: str, title: str, work: Callable[[], Section]) -> None:
-        """Run one measurement; a failure is reported in the note instead of losing the others."""
+    def measure(key: str, title: str, work: Callable[[], Section], *, rekey: str | None = None) -> None:
+        """Run one measurement; a failure is reported in the note instead of losing the others.
+
+        :param rekey: the key the section gets in this note (the older modules number their own)
+        """
         t_start = time.perf_counter()
         try:
-            sections.append(work())
+            section = work()
+            if rekey is not None:
+                section.key = rekey
+            sections.append(section)
         except Exception as exc:
             import traceback
 
             log(f"  {key}. FAILED: {exc!r}")
-            failed = Section(key, f"{title} (FAILED)")
+            failed = Section(rekey or key, f"{title} (FAILED)")
             failed.notes = ["The measurement failed; the others ran. Last lines:", "", "```"]
             failed.notes += [*traceback.format_exc().splitlines()[-12:], "```"]
             failed.seconds = time.perf_counter() - t_start
@@ -205,87 +232,95 @@ def main(argv: list[str] | None = None) -> int:
     bench = _bench_urls(urls)
     redis_client = redis.Redis.from_url(bench.redis_url)
     sections = []
+    conditions_cluster: list[str] = []
     machine = machine_description(_postgres_version(bench.postgres_url))
     try:
         if "upsert" in args.only:
-            log(f"1. upsert vs raw COPY, {sizes.upsert_rows:,} rows x {sizes.upsert_runs} runs")
-            measure(
-                "1",
-                "Bulk upsert vs raw COPY",
-                lambda: bench_upsert.run(
+
+            def upsert() -> Section:
+                section = bench_upsert.run(
                     bench.postgres_url, rows=sizes.upsert_rows, runs=sizes.upsert_runs, profile=profile, log=log
-                ),
-            )
-        needs_sim = [m for m in args.only if m in ("baseline", "rate", "memory", "sim", "mode", "refresh")]
+                )
+                section.targets = [dataclasses.replace(t, number=6) for t in section.targets]
+                return section
+
+            log(f"6. upsert vs raw COPY, {sizes.upsert_rows:,} rows x {sizes.upsert_runs} runs")
+            measure("6", "Bulk upsert vs raw COPY", upsert, rekey="6")
+        if any(m in args.only for m in CLUSTER_MEASUREMENTS):
+            from tickstock_dev import bench_cluster
+
+            conditions_cluster = bench_cluster.run_all(base, cluster_sizes, args.only, measure, log=log)
+        needs_sim = [m for m in args.only if m in OPTIONAL]
         if needs_sim:
             observed: list[bench_load.Observed] = []
             biggest = max(
                 [
-                    sizes.memory_symbols if "memory" in args.only else 0,
-                    sizes.refresh_symbols if "refresh" in args.only else 0,
+                    sizes.memory_symbols if "dagstest-memory" in args.only else 0,
+                    sizes.refresh_symbols if "dagstest-refresh" in args.only else 0,
                     sizes.rate_symbols,
                     *sizes.e2e_sizes,
                 ]
             )
             with bench_simulator(cache_symbols=biggest, now=SIM_NOW) as sim:
                 loader = AirflowLoader(base / "airflow-bench", bench, sim, dags_folder=args.dags_folder)
-                if any(m in args.only for m in ("baseline", "rate", "memory", "mode", "refresh")):
+                if any(m in args.only for m in OPTIONAL if m != "sim"):
                     log("preparing Airflow (metadata DB, pool massive_api)")
                     loader.prepare()
-                if "baseline" in args.only:
-                    log(f"2. end to end, sizes {sizes.e2e_sizes}, latencies {sizes.e2e_latencies} ms")
+                if "dagstest-e2e" in args.only:
+                    log(f"A2. dags test end to end, sizes {sizes.e2e_sizes}, latencies {sizes.e2e_latencies} ms")
                     measure("2", "End to end", lambda: (
                         bench_load.run_end_to_end(
                             sim, loader, bench.postgres_url, redis_client,
                             sizes=sizes.e2e_sizes, latencies=sizes.e2e_latencies, runs_for=sizes.e2e_runs,
                             observed=observed, profile=profile, log=log,
                         )
-                    ))  # fmt: skip
+                    ), rekey="A2")  # fmt: skip
                 if "mode" in args.only:
                     from tickstock_dev.bench_executor import run_mode_comparison
 
                     n = sizes.e2e_sizes[0]
-                    log(f"2b. Airflow mode: dags test vs scheduler + LocalExecutor, {n} symbols")
+                    log(f"A2b. Airflow mode: dags test vs scheduler + LocalExecutor, {n} symbols")
                     measure("2b", "Airflow mode", lambda: (
                         run_mode_comparison(
                             sim, loader, bench.postgres_url, redis_client,
                             symbols=n, runs=sizes.e2e_runs_large, log=log,
                         )
-                    ))  # fmt: skip
-                if "rate" in args.only:
-                    log(f"3. rate bound, {sizes.rate_symbols} symbols at 100 req/s x {sizes.rate_runs} runs")
+                    ), rekey="A2b")  # fmt: skip
+                if "dagstest-rate" in args.only:
+                    log(f"A3. dags test rate bound, {sizes.rate_symbols} symbols at 100 req/s x {sizes.rate_runs} runs")
                     measure("3", "Rate bound", lambda: (
                         bench_load.run_rate_bound(
                             sim, loader, bench.postgres_url, redis_client,
                             symbols=sizes.rate_symbols, runs=sizes.rate_runs, observed=observed,
                             profile=profile, log=log,
                         )
-                    ))  # fmt: skip
-                if "memory" in args.only:
-                    log(f"4. memory, {sizes.memory_symbols} symbols x {sizes.memory_runs} runs")
+                    ), rekey="A3")  # fmt: skip
+                if "dagstest-memory" in args.only:
+                    log(f"A4. dags test memory, {sizes.memory_symbols} symbols x {sizes.memory_runs} runs")
                     measure("4", "Memory", lambda: (
                         bench_load.run_memory(
                             sim, loader, bench.postgres_url, redis_client,
                             symbols=sizes.memory_symbols, runs=sizes.memory_runs, observed=observed, log=log,
                         )
-                    ))  # fmt: skip
+                    ), rekey="A4")  # fmt: skip
                 if "sim" in args.only:
-                    log(f"5. simulator throughput, {sizes.sim_runs} runs x {sizes.sim_seconds:g} s")
+                    log(f"A5. simulator throughput, {sizes.sim_runs} runs x {sizes.sim_seconds:g} s")
                     measure(
                         "5",
                         "Simulator throughput",
                         lambda: bench_load.run_sim_throughput(
                             sim, runs=sizes.sim_runs, seconds=sizes.sim_seconds, observed=observed, log=log
                         ),
+                        rekey="A5",
                     )
-                if "refresh" in args.only:
-                    log(f"6. nightly refresh, {sizes.refresh_symbols} symbols, one new session and a rerun")
+                if "dagstest-refresh" in args.only:
+                    log(f"A6. dags test nightly refresh, {sizes.refresh_symbols} symbols, one new session and a rerun")
                     measure("6", "Nightly refresh", lambda: (
                         bench_refresh.run_refresh(
                             sim, loader, bench.postgres_url, redis_client,
                             symbols=sizes.refresh_symbols, observed=observed, profile=profile, log=log,
                         )
-                    ))  # fmt: skip
+                    ), rekey="A6")  # fmt: skip
     finally:
         redis_client.flushdb()
         redis_client.close()
@@ -296,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     conditions = [
         f"sizes: {'--quick (harness check only, not a measurement)' if args.quick else 'full (the issue sizes)'}; "
         f"measurements: {', '.join(args.only)}",
+        *conditions_cluster,
         f"load average at the end (1/5/15 min): {load1:.2f} / {load5:.2f} / {load15:.2f} on {os.cpu_count()} cores",
         *args.note,
     ]

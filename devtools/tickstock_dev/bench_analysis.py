@@ -123,7 +123,131 @@ def _sim(section: Section) -> list[str]:
     ]
 
 
-ANALYSES = {"1": _upsert, "2": _end_to_end, "3": _rate, "4": _memory, "5": _sim}
+# ------------------------------------------------------------------------------------------------
+# Issue 15's cluster targets (bench_cluster)
+# ------------------------------------------------------------------------------------------------
+
+
+def _budget_lines(section: Section, run_label: str, suffix: str = "") -> list[str]:
+    """Where a rate-bound DagRun's time went, from the span figures every cluster section has."""
+    first = _median(section, f"DagRun start → first API request{suffix}")
+    tail = _median(section, f"last API request → DagRun end{suffix}")
+    full = _median(section, f"10-s steps with the budget ≥ 90 % used{suffix}")
+    idle = _median(section, f"summed seconds of task instances that do not fetch{suffix}")
+    if first is None or tail is None or full is None:
+        return []
+    return [
+        f"- {run_label}: {first:.1f} s passed before the first API request (plan task(s) and the hand-over of the "
+        f"first fetch to a worker), {tail:.1f} s after the last one (upserts, check, finish); the budget was at "
+        f"least 90 % used in {full:.0f} % of the 10-s steps. Task instances that do not fetch summed "
+        f"{idle or 0:.0f} s. The per-task table and the request rate over time are in the notes above.",
+    ]
+
+
+def _missed(section: Section, number: int) -> bool:
+    return any(t.number == number and not t.passed for t in section.targets)
+
+
+def _cluster_load(section: Section) -> list[str]:
+    lines = ["**Why targets of this load miss, and what would fix them.**", ""]
+    if _missed(section, 1):
+        ratio = _median(section, "DagRun ÷ bound")
+        lines += _budget_lines(section, f"Target 1 (DagRun ÷ bound {ratio or 0:.2f})")
+        lines.append(
+            "- Fixes, in the order the figures point at: start fetching before the whole plan is built (the first "
+            "request waits for the plan); keep more fetch task instances queued than the pool has slots so a "
+            "slot freed by one fetch is taken at once (the queued → running column shows the hand-over cost of "
+            "each TI); upsert beside the fetches, not after them, so the tail after the last request is one batch's "
+            "upsert and the check."
+        )
+    if _missed(section, 2):
+        per = {f.label.removeprefix("requests per symbol: "): f.median for f in section.figures
+               if f.label.startswith("requests per symbol: ")}  # fmt: skip
+        lines.append(
+            "- Target 2: requests per symbol by endpoint "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items()))
+            + ". One aggs request per symbol per timeframe is 4.0; 4.06 leaves room for grouped daily "
+            "(one request per session for the whole market instead of one day-bar request per symbol) plus "
+            "ticker details only when stale: day bars by grouped daily would remove about one request per symbol."
+        )
+    if _missed(section, 7):
+        lines.append(
+            "- Target 7: the task id with the highest peak is listed in the notes; a fetch task holds its whole "
+            "batch's bars before staging them. Stream each symbol's bars to COPY as they arrive, or cap the "
+            "batch size by bars rather than symbols."
+        )
+    return lines
+
+
+def _cluster_speedup(section: Section) -> list[str]:
+    lines = ["**Why universe_load is not 5× the design document's loader, and what would fix it.**", ""]
+    for target in section.targets:
+        if target.passed:
+            continue
+        tag = target.name.rsplit(", ", 1)[-1]
+        base = _median(section, f"design document's loader, {tag}")
+        run = _median(section, f"universe_load DagRun, {tag}")
+        bound = _median(section, f"universe_load requests ÷ 100/s (its bound), {tag}")
+        if base is None or run is None:
+            continue
+        lines.append(
+            f"- {tag}: the design document's loader took {base:.1f} s; 5× needs the DagRun under {base / 5:.1f} s, "
+            f"it took {run:.1f} s, of which the API's own bound is {bound or 0:.1f} s. The rest is fixed cost per "
+            "DagRun and per task instance (scheduling, Celery hand-over, task start-up), see the per-task table."
+        )
+        lines += _budget_lines(section, f"the last universe_load run ({tag})", f", {tag}")
+    lines.append(
+        "- Fixes: fewer task instances on the critical path of a small load (plan → one fetch wave → upsert → "
+        "check), each cheaper to start (imports and DAG parse), and the scheduler settings that shorten the "
+        "queued → running gap (scheduler loop interval, `[celery] worker_prefetch_multiplier`, a warm task runner)."
+    )
+    return lines
+
+
+def _cluster_job(section: Section) -> list[str]:
+    done = _median(section, "PUBLISH → completed, 100 ms")
+    created = _median(section, "PUBLISH → run created, 100 ms")
+    started = _median(section, "PUBLISH → DagRun start, 100 ms")
+    processing = _median(section, "PUBLISH → processing, 100 ms")
+    lines = ["**Why the small job misses 12 s, and what would fix it.**", ""]
+    if done is not None and created is not None and started is not None and processing is not None:
+        lines.append(
+            f"- Of the median {done:.1f} s: PUBLISH → universe_load run created {created:.1f} s (the bridge, the "
+            "listener's deferred sensor waking in the triggerer, then `claim_jobs` and `trigger_universe_load`, "
+            f"each a task instance); created → DagRun start {started - created:.1f} s (the scheduler); DagRun "
+            f"start → `processing` {processing - started:.1f} s (`plan_load` on a worker); `processing` → "
+            f"`completed` {done - processing:.1f} s (the load's task instances, per task id in the table above)."
+        )
+    lines.append(
+        "- Fixes: report `queued` and trigger the run from fewer listener task instances (claim, trigger and "
+        "acknowledge in one task after the sensor); a small load with one fetch and one upsert task per timeframe "
+        "group rather than per batch; shorter scheduler/worker hand-over (see the queued → running column)."
+    )
+    return lines
+
+
+def _cluster_refresh(section: Section) -> list[str]:
+    ratio = _median(section, "DagRun ÷ bound")
+    lines = [f"**Why nightly_refresh misses (DagRun ÷ bound {ratio or 0:.2f}), and what would fix it.**", ""]
+    lines += _budget_lines(section, "the refresh")
+    lines.append(
+        "- Fixes: the same as target 1 — requests in flight from the first second (planning off the critical "
+        "path), enough queued fetch task instances to keep every pool slot busy, upserts beside the fetches."
+    )
+    return lines
+
+
+ANALYSES = {
+    "1": _cluster_load,
+    "3": _cluster_speedup,
+    "4": _cluster_job,
+    "5": _cluster_refresh,
+    "6": _upsert,
+    "A2": _end_to_end,
+    "A3": _rate,
+    "A4": _memory,
+    "A5": _sim,
+}
 
 
 def analyse(sections: list[Section]) -> dict[str, list[str]]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 import time
 import uuid
@@ -171,7 +170,7 @@ class RateBudget:
         #: any window this long holds at most ``rate.requests`` sends
         self.window = self.rate.seconds / (1 - headroom)
         self._window_us = round(self.window * 1_000_000)
-        self._sender = f"{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._sender = uuid.uuid4().hex  # send-log members must be unique across processes
         self._sends = itertools.count()
 
     def reserve(self) -> float:

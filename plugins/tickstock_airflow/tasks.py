@@ -581,12 +581,11 @@ def _requested_bars(hook: MassiveHook, request: Mapping[str, Any], invalid: dict
         try:
             while pending:
                 parsed = pending.popleft().result()
-                for day in itertools.islice(days, 1):
+                if (day := next(days, None)) is not None:
                     pending.append(pool.submit(fetch, day))
                 for symbol, reasons in parsed.reasons_by_symbol().items():
-                    if symbol in wanted:
-                        invalid.setdefault(symbol, []).extend(reasons)
-                yield from (bar for bar in parsed.bars if bar.symbol in wanted)
+                    invalid.setdefault(symbol, []).extend(reasons)
+                yield from parsed.bars  # only the wanted symbols' (parsed with symbols=wanted)
         finally:
             for future in pending:  # a failed session (or a failed COPY) stops the rest
                 future.cancel()

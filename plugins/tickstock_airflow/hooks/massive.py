@@ -598,9 +598,7 @@ class MassiveHook(HttpHook):
         Bars are keyed like the range endpoint's (the 16:00 ET stamp becomes that date's ET
         midnight); a weekend or holiday returns no bars.
 
-        :param symbols: parse only these tickers' items (``None`` = all). The response holds the
-            whole market (~10,000 tickers); validating bars nobody asked for costs most of the
-            request's client time when a load wants a few hundred of them.
+        :param symbols: parse only these tickers' items (``None`` = all; see ``parse_grouped_daily``)
         """
         day = _as_date(day, "day")
         url = self.url_from_endpoint(f"v2/aggs/grouped/locale/us/market/stocks/{day.isoformat()}")
@@ -610,11 +608,7 @@ class MassiveHook(HttpHook):
         ]
         body = self._get_json(url, params, what=f"grouped daily bars for {day}")
         assert body is not None
-        results = body.get("results")
-        if symbols is not None and isinstance(results, list):
-            wanted = symbols if isinstance(symbols, (set, frozenset)) else frozenset(symbols)
-            results = [item for item in results if not isinstance(item, dict) or item.get("T") in wanted]
-        parsed = parse_grouped_daily(results, day=day)
+        parsed = parse_grouped_daily(body.get("results"), day=day, symbols=symbols)
         self.log.info("✓ API returned %d day bars for %s (grouped)", len(parsed.bars), day)
         return parsed
 

@@ -24,7 +24,6 @@ from airflow.sdk import CronTriggerTimetable, Param, dag
 from pendulum import datetime, duration
 
 from tickstock.load_request import MAX_BATCH_SIZE, MAX_HOURLY_DAYS
-from tickstock_airflow.hooks import MASSIVE_POOL
 from tickstock_airflow.refresh_tasks import (
     DEFAULT_CHECK_DAYS,
     DEFAULT_REFRESH_BATCH_SIZE,
@@ -32,11 +31,10 @@ from tickstock_airflow.refresh_tasks import (
 )
 from tickstock_airflow.tasks import (
     check_bar_counts,
-    fetch_grouped_daily,
     finish_job,
-    map_fetch_bars,
+    load_batches,
+    load_grouped_daily,
     plan_of,
-    upsert_all,
 )
 
 PARAMS = {
@@ -58,12 +56,15 @@ PARAMS = {
     "hourly_days": Param(2, type="integer", minimum=0, maximum=MAX_HOURLY_DAYS, title="Hourly sessions"),
     "hourly_session": Param("regular", type="string", enum=["regular", "extended"], title="Hourly session"),
     "batch_size": Param(
-        DEFAULT_REFRESH_BATCH_SIZE,
-        type="integer",
+        None,
+        type=["null", "integer"],
         minimum=1,
         maximum=MAX_BATCH_SIZE,
         title="Batch size",
-        description="Symbols per mapped fetch task (a refresh asks for few bars per symbol, so batches are large).",
+        description=(
+            f"Symbols per mapped fetch task; empty = sized to the workers (two rounds of the massive_api pool,"
+            f" {DEFAULT_REFRESH_BATCH_SIZE} to {MAX_BATCH_SIZE})."
+        ),
     ),
     "min_completeness": Param(1.0, type="number", minimum=0, maximum=1, title="Minimum completeness"),
     "job_id": Param(None, type=["null", "string"], title="Job id", description="Default: the run id."),
@@ -84,9 +85,7 @@ PARAMS = {
 def nightly_refresh() -> None:
     batches = plan_refresh()
     plan = plan_of(batches)
-    fetched = map_fetch_bars(batches)
-    grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL)(plan)
-    upserted = upsert_all(batches, fetched, grouped)
+    upserted = [load_batches(batches), load_grouped_daily(batches, plan)]
     checked = check_bar_counts(plan, upserted)
     finished = finish_job(upserted, planner=batches.operator.task_id)
     checked >> finished

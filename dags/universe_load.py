@@ -6,12 +6,14 @@ Custom Bars API into PostgreSQL/TimescaleDB. Triggered from the UI (symbols, day
 `redis_job_listener` for TickStockAppV2's job messages, and reusable by other DAGs.
 
 **Flow:** `plan_load` (validate params, check the schema is at head, exact windows from the NYSE calendar, symbol
-batches) → `register_symbols` (ticker details) ∥ `fetch_bars` (mapped: one timeframe x symbol
-batch per task, COPY into a staging table) ∥ `fetch_grouped_daily` (day bars from one
-grouped-daily request per session, when that needs fewer requests than one per symbol) →
-`upsert_bars` (mapped: one merge transaction per batch) → `check_bar_counts` (every expected bar
-present, none on non-sessions, OHLC valid) →
-`finish_job` (job status `tickstock.jobs.status:{job_id}` in Redis and the JOB COMPLETE summary).
+batches sized to the workers) → `register_symbols` (ticker details) ∥ `fetch_grouped_daily` (day
+bars from one grouped-daily request per session, when that needs fewer requests than one per
+symbol) → `upsert_grouped_daily` ∥ `load_batch` (mapped task group, one per timeframe x symbol
+batch: `fetch_bars` COPYs into a staging table, then `upsert_bars` merges that batch in one
+transaction as soon as its fetch ends) → `check_bar_counts` (every expected bar present, none on
+non-sessions, OHLC valid) → `finish_job` (job status `tickstock.jobs.status:{job_id}` in Redis
+and the JOB COMPLETE summary). The single long tasks (ticker details, grouped daily) get the
+first free slots, a batch's upsert the next, so they run beside the fetches, not after them.
 
 **Windows:** daily = NYSE sessions in `[as_of - days, as_of]`; weekly/monthly = the periods
 containing them (whole periods); hourly = the last `hourly_days` sessions, 09:00 ET to the close.
@@ -27,7 +29,7 @@ from airflow.sdk import Param, dag
 from pendulum import datetime, duration
 
 from tickstock.load_request import (
-    DEFAULT_BATCH_SIZE,
+    AUTO_MIN_BATCH_SIZE,
     DEFAULT_DAYS,
     DEFAULT_HOURLY_DAYS,
     MAX_BATCH_SIZE,
@@ -36,16 +38,14 @@ from tickstock.load_request import (
     SYMBOL_PATTERN,
 )
 from tickstock.timeframes import ALL_TIMEFRAMES
-from tickstock_airflow.hooks import MASSIVE_POOL
 from tickstock_airflow.tasks import (
     check_bar_counts,
-    fetch_grouped_daily,
     finish_job,
-    map_fetch_bars,
+    load_batches,
+    load_grouped_daily,
     plan_load,
     plan_of,
     register_symbols,
-    upsert_all,
 )
 
 TIMEFRAME_NAMES = [tf.value for tf in ALL_TIMEFRAMES]
@@ -114,12 +114,15 @@ PARAMS = {
     "job_id": Param(None, type=["null", "string"], title="Job id", description="Default: the run id."),
     "source": Param(None, type=["null", "string"], title="Source", description="Who asked for this load."),
     "batch_size": Param(
-        DEFAULT_BATCH_SIZE,
-        type="integer",
+        None,
+        type=["null", "integer"],
         minimum=1,
         maximum=MAX_BATCH_SIZE,
         title="Batch size",
-        description="Symbols per mapped fetch task (grown automatically for very large universes).",
+        description=(
+            f"Symbols per mapped fetch task; empty = sized to the workers (two rounds of the massive_api pool,"
+            f" {AUTO_MIN_BATCH_SIZE} to {MAX_BATCH_SIZE}). Grown when needed to stay under Airflow's map limit."
+        ),
     ),
     "min_completeness": Param(
         1.0,
@@ -147,9 +150,7 @@ def universe_load() -> None:
     batches = plan_load()
     plan = plan_of(batches)
     registration = register_symbols(plan)
-    fetched = map_fetch_bars(batches)
-    grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL)(plan)
-    upserted = upsert_all(batches, fetched, grouped)
+    upserted = [load_batches(batches), load_grouped_daily(batches, plan)]
     checked = check_bar_counts(plan, upserted, registration)
     finished = finish_job(upserted, registration, planner=batches.operator.task_id)
     checked >> finished

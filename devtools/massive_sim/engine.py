@@ -41,6 +41,12 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INT_RE = re.compile(r"^-?\d+$")
 
 
+#: Grouped-daily bodies kept (per session, data version, clock cutoff and split state): a year of
+#: sessions and more, so a year-long load re-reads what a warm-up or an earlier load built
+#: (~0.35 s per 5,000-ticker session when cold) instead of rebuilding it.
+GROUPED_CACHE_SESSIONS = 300
+
+
 class BadRequest(ValueError):
     """A parameter error the real API answers with HTTP 400 and an ERROR body."""
 
@@ -319,7 +325,7 @@ class Engine:
             bars = book.restate_rows(bars, symbols, now_ms)
         bars.t = np.full(len(bars), int(s.close_16_ms[ordinal]), dtype=np.int64)
         rendered = ",".join(render_bars(bars, symbols))
-        if len(self._grouped_cache) >= 32:
+        if len(self._grouped_cache) >= GROUPED_CACHE_SESSIONS:
             self._grouped_cache.pop(next(iter(self._grouped_cache)))
         self._grouped_cache[key] = (symbols, bars, rendered)
         return symbols, bars, rendered

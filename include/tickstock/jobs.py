@@ -228,9 +228,10 @@ def _conf(request: LoadRequest, explicit_symbols: list[str]) -> dict[str, Any]:
         "hourly_days": request.hourly_days,
         "hourly_session": request.hourly_session,
         "adjusted": request.adjusted,
-        "batch_size": request.batch_size,
         "job_id": request.job_id,
     }
+    if request.batch_size is not None:  # otherwise the DAG sizes batches to its workers
+        conf["batch_size"] = request.batch_size
     if request.universe:
         conf["universe"] = request.universe.removesuffix(".csv")
     if request.as_of:

@@ -25,7 +25,10 @@ _UNIVERSE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 MIN_DAYS, MAX_DAYS, DEFAULT_DAYS = 1, 7300, 365
 MAX_HOURLY_DAYS, DEFAULT_HOURLY_DAYS = 2, 2
-MIN_BATCH_SIZE, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE = 1, 500, 50
+MIN_BATCH_SIZE, MAX_BATCH_SIZE = 1, 500
+#: Smallest batch the automatic size (tickstock.plan.auto_batch_size) picks: below it a task
+#: instance costs more than its requests.
+AUTO_MIN_BATCH_SIZE = 50
 HOURLY_SESSIONS = ("regular", "extended")
 DAYS_PER_YEAR = 365
 
@@ -52,7 +55,8 @@ class LoadRequest:
     :param as_of: the lookback's reference date in America/New_York; ``None`` means today
     :param job_id: TickStockAppV2's job id, used for the Redis job status
     :param source: free-text origin of the request (UI, message source, schedule)
-    :param batch_size: symbols per mapped fetch task
+    :param batch_size: symbols per mapped fetch task; ``None`` sizes batches to the workers
+        (:func:`tickstock.plan.auto_batch_size`)
     """
 
     symbols: tuple[str, ...]
@@ -64,7 +68,7 @@ class LoadRequest:
     as_of: date | None = None
     job_id: str | None = None
     source: str | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = None
     universe: str | None = field(default=None, compare=False)
 
     @property
@@ -223,6 +227,8 @@ def parse_load_request(params: Mapping[str, Any]) -> LoadRequest:
         as_of=_as_of(params.get("as_of")),
         job_id=_optional_text(params, "job_id"),
         source=_optional_text(params, "source"),
-        batch_size=_int_in_range(params, "batch_size", DEFAULT_BATCH_SIZE, MIN_BATCH_SIZE, MAX_BATCH_SIZE),
+        batch_size=None
+        if params.get("batch_size") is None
+        else _int_in_range(params, "batch_size", MIN_BATCH_SIZE, MIN_BATCH_SIZE, MAX_BATCH_SIZE),
         universe=universe or None,
     )

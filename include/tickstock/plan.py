@@ -3,8 +3,11 @@
 One mapped fetch per (timeframe x symbol batch), except day bars when grouped daily needs fewer
 requests (:mod:`tickstock.grouped_daily`: one request per session for the whole market): then
 the day bars are planned as grouped requests instead. Batches amortise Airflow's per-task overhead
-(seconds per task instance) over many API calls, while keeping a failure's blast radius and a
-retry's cost to one batch. The number of mapped tasks must stay under Airflow's
+(seconds of process start, DAG parse and scheduling per task instance, on the same cores as
+everything else) over many API calls, while keeping a failure's blast radius and a retry's cost
+to one batch. By default they are sized to the workers (:func:`auto_batch_size`): about two
+rounds of the ``massive_api`` pool, so every slot stays busy while the last batches finish, and
+never more than ``MAX_BATCH_SIZE`` symbols. The number of mapped tasks must stay under Airflow's
 ``[core] max_map_length`` (1024 per upstream list), so batches grow when the universe does.
 """
 
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tickstock.calendar import today_new_york
 from tickstock.grouped_daily import grouped_requests, use_grouped_daily
+from tickstock.load_request import AUTO_MIN_BATCH_SIZE, MAX_BATCH_SIZE
 from tickstock.staging import load_key
 from tickstock.timeframes import Timeframe
 from tickstock.windows import LoadWindow, plan_windows
@@ -28,6 +32,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_MAPPED_TASKS = 1000  # below Airflow's default max_map_length of 1024
+#: Slots of the ``massive_api`` pool in ``make cluster`` and compose (docker/init_tickstock.py).
+FETCH_SLOTS = 8
+#: Rounds of the pool the per-symbol batches of a large load are cut into: one round leaves
+#: slots idle behind the slowest batch; more rounds pay Airflow's per-task cost more often.
+FETCH_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,26 @@ def effective_batch_size(
     return max(requested, math.ceil(symbol_count / per_timeframe_cap))
 
 
+def auto_batch_size(
+    symbol_count: int,
+    timeframe_count: int,
+    *,
+    slots: int = FETCH_SLOTS,
+    rounds: int = FETCH_ROUNDS,
+    floor: int = AUTO_MIN_BATCH_SIZE,
+) -> int:
+    """Return the batch size that cuts ``symbol_count`` x ``timeframe_count`` into ~``rounds`` x ``slots`` tasks.
+
+    Clamped to ``[floor, MAX_BATCH_SIZE]``: a 2-symbol job stays one task per timeframe, and a
+    5,000-symbol load is cut into batches of at most ``MAX_BATCH_SIZE`` symbols (a failed
+    batch's retry repeats at most that many requests).
+    """
+    units = symbol_count * timeframe_count
+    if units == 0:
+        return floor
+    return min(MAX_BATCH_SIZE, max(floor, math.ceil(units / (slots * rounds))))
+
+
 def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None) -> LoadPlan:
     """Compute windows and batches for ``request``; ``run_id`` makes staging keys unique."""
     now = now or datetime.now(UTC)
@@ -76,17 +105,24 @@ def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None)
         grouped = grouped_requests(request.symbols, day.expected, run_id=run_id, group="g", adjusted=request.adjusted)
         log.info("Day bars from grouped daily: %d requests instead of %d", len(day.expected), len(request.symbols))
     per_symbol = {tf: w for tf, w in windows.items() if not (grouped and tf is Timeframe.DAY)}
+    requested = request.batch_size or auto_batch_size(len(request.symbols), len(per_symbol))
     # Every grouped request is one more mapped upsert next to the per-symbol batches.
     size = effective_batch_size(
-        len(request.symbols), len(per_symbol), request.batch_size, max_tasks=MAX_MAPPED_TASKS - len(grouped)
+        len(request.symbols), len(per_symbol), requested, max_tasks=MAX_MAPPED_TASKS - len(grouped)
     )
-    if size != request.batch_size:
+    if size != requested:
         log.info(
             "Batch size raised from %d to %d to stay under %d mapped tasks",
-            request.batch_size,
+            requested,
             size,
             MAX_MAPPED_TASKS,
         )
+    log.info(
+        "%d symbols x %d timeframes fetched per symbol, in batches of %d",
+        len(request.symbols),
+        len(per_symbol),
+        size,
+    )
     chunks = [list(request.symbols[i : i + size]) for i in range(0, len(request.symbols), size)]
     batches = [
         {

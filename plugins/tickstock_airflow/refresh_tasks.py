@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CHECK_DAYS = 30
 # A refresh asks for a few bars per symbol, so a task's cost is mostly Airflow's own per-task
 # work: 250 symbols per batch instead of universe_load's 50 halved the DagRun of a 1,000-symbol
-# refresh in make bench's setting (65-70 s -> 35 s) with the same requests.
+# refresh in make bench's setting (65-70 s -> 35 s) with the same requests. The smallest batch the
+# automatic size (tickstock.plan.auto_batch_size) picks for a refresh.
 DEFAULT_REFRESH_BATCH_SIZE = 250
 
 
@@ -27,7 +28,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     from tickstock import calendar
     from tickstock.grouped_daily import grouped_requests, use_grouped_daily
     from tickstock.load_request import InvalidRequest, parse_load_request
-    from tickstock.plan import MAX_MAPPED_TASKS
+    from tickstock.plan import MAX_MAPPED_TASKS, auto_batch_size
     from tickstock.refresh import (
         DATED_TIMEFRAMES,
         RefreshRange,
@@ -56,7 +57,6 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         shape = parse_load_request(
             {
                 "symbols": ["SPY"],
-                "batch_size": DEFAULT_REFRESH_BATCH_SIZE,
                 **{k: params[k] for k in ("hourly_days", "hourly_session", "batch_size", "adjusted") if k in params},
             }
         )
@@ -146,6 +146,9 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             to_batch.setdefault((Timeframe.HOUR, item.start, item.end), []).append(extent.symbol)
     to_batch = {key: group for key, group in to_batch.items() if group}
     max_batches = MAX_MAPPED_TASKS - len(grouped)
+    batch_size = shape.batch_size or auto_batch_size(
+        sum(len(group) for group in to_batch.values()), 1, floor=DEFAULT_REFRESH_BATCH_SIZE
+    )
     batches = [
         {
             "symbols": list(batch.symbols),
@@ -156,7 +159,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             "adjusted": shape.adjusted,
             "extended_hours": shape.extended_hours,
         }
-        for index, batch in enumerate(batch_groups(to_batch, batch_size=shape.batch_size, max_batches=max_batches))
+        for index, batch in enumerate(batch_groups(to_batch, batch_size=batch_size, max_batches=max_batches))
     ]
     log.info(
         "%d fetch batches, %d grouped-daily requests planned", len(batches), sum(len(g["sessions"]) for g in grouped)

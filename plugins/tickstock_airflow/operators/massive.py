@@ -167,7 +167,18 @@ class MassiveBarsToStagingOperator(BaseOperator):
     :param retry_base_delay: first backoff in seconds (429 backoff starts at twice this)
     """
 
-    template_fields: Sequence[str] = ("symbols", "timeframe", "start", "end", "staging_key", "rate_limit")
+    # adjusted and extended_hours too: in a mapped task group every argument arrives as a
+    # reference to the batch that rendering resolves.
+    template_fields: Sequence[str] = (
+        "symbols",
+        "timeframe",
+        "start",
+        "end",
+        "staging_key",
+        "adjusted",
+        "extended_hours",
+        "rate_limit",
+    )
     template_fields_renderers: ClassVar[dict[str, str]] = {"symbols": "json"}
     ui_color = "#e8f0fe"
 

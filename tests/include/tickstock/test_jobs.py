@@ -38,11 +38,12 @@ class TestParseJobMessage:
             "hourly_days": 2,
             "hourly_session": "regular",
             "adjusted": True,
-            "batch_size": 50,
             "job_id": "job-1",
             "source": "admin_ui",
         }
         json.dumps(job.conf)  # it travels through XCom and the REST API
+        # a batch size is passed on only when the message sets one (else the DAG sizes batches)
+        assert parse_job_message(message(batch_size=120)).conf["batch_size"] == 120
 
     def test_csv_file_maps_to_a_universe_name(self):
         job = parse_job_message(message(symbols=None, csv_file="core_etfs.csv", days=30, years=None))

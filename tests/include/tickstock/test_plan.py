@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from tickstock.load_request import LoadRequest
-from tickstock.plan import MAX_MAPPED_TASKS, effective_batch_size, plan_load
+from tickstock.plan import FETCH_ROUNDS, FETCH_SLOTS, MAX_MAPPED_TASKS, auto_batch_size, effective_batch_size, plan_load
 
 NOW = datetime(2025, 12, 2, 21, 0, tzinfo=UTC)
 
@@ -42,8 +42,11 @@ def test_batches_are_timeframe_by_symbol_chunk_with_unique_staging_keys():
 def test_five_thousand_symbols_stay_well_under_max_map_length():
     symbols = tuple(f"S{i:04d}" for i in range(5000))
     plan = plan_load(LoadRequest(symbols=symbols, days=365, as_of=date(2025, 11, 28)), run_id="r", now=NOW)
-    # 100 batches of 50 x hour, week, month; the day bars come from 250 grouped-daily requests in 4 keys
-    assert len(plan.batches) == 300
+    # sized to the workers: 15,000 symbol x timeframe fetches over two rounds of 8 slots would be
+    # 938 per batch, capped at 500: 10 batches x hour, week, month; the day bars come from 250
+    # grouped-daily requests in 4 keys
+    assert plan.batch_size == 500
+    assert len(plan.batches) == 30
     assert {b["timeframe"] for b in plan.batches} == {"hour", "week", "month"}
     assert [len(g["sessions"]) for g in plan.grouped] == [63, 63, 63, 61]
     tiny = plan_load(
@@ -64,3 +67,24 @@ def test_as_of_defaults_to_today_in_new_york():
     late_evening_utc = datetime(2025, 12, 3, 3, 0, tzinfo=UTC)  # still Dec 2 in New York
     plan = plan_load(LoadRequest(symbols=("SPY",), days=2), run_id="r", now=late_evening_utc)
     assert plan.as_of == date(2025, 12, 2)
+
+
+def test_automatic_batches_fill_two_rounds_of_the_pool_within_bounds():
+    assert (FETCH_SLOTS, FETCH_ROUNDS) == (8, 2)
+    # a small job: one batch per timeframe (a task instance costs more than a few requests)
+    assert auto_batch_size(2, 4) == 50
+    # 1,000 symbols x 3 timeframes: 3,000 fetches / 16 tasks = 188 symbols per batch
+    assert auto_batch_size(1000, 3) == 188
+    assert auto_batch_size(5000, 3) == 500
+    assert auto_batch_size(5000, 1, floor=250) == 313
+    assert auto_batch_size(0, 4) == 50
+    request = LoadRequest(symbols=tuple(f"S{i:04d}" for i in range(1000)), days=2, as_of=date(2025, 12, 2))
+    plan = plan_load(request, run_id="r", now=NOW)
+    # 2 sessions: day bars from 2 grouped requests, 3,000 per-symbol fetches in 16 batches of 188
+    assert plan.batch_size == 188
+    assert len(plan.batches) == 18  # 6 per timeframe: 5 of 188 and one of 60
+    assert len(plan.grouped) == 1
+    explicit = plan_load(
+        LoadRequest(symbols=request.symbols, days=2, as_of=date(2025, 12, 2), batch_size=50), run_id="r", now=NOW
+    )
+    assert (explicit.batch_size, len(explicit.batches)) == (50, 60)

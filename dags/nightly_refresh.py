@@ -33,7 +33,6 @@ from tickstock_airflow.tasks import (
     check_bar_counts,
     finish_job,
     load_batches,
-    load_grouped_daily,
     plan_of,
 )
 
@@ -85,7 +84,7 @@ PARAMS = {
 def nightly_refresh() -> None:
     batches = plan_refresh()
     plan = plan_of(batches)
-    upserted = [load_batches(batches), load_grouped_daily(batches, plan)]
+    upserted = [load_batches(batches)]
     checked = check_bar_counts(plan, upserted)
     finished = finish_job(upserted, planner=batches.operator.task_id)
     checked >> finished

@@ -6,14 +6,14 @@ Custom Bars API into PostgreSQL/TimescaleDB. Triggered from the UI (symbols, day
 `redis_job_listener` for TickStockAppV2's job messages, and reusable by other DAGs.
 
 **Flow:** `plan_load` (validate params, check the schema is at head, exact windows from the NYSE calendar, symbol
-batches sized to the workers) → `register_symbols` (ticker details) ∥ `fetch_grouped_daily` (day
-bars from one grouped-daily request per session, when that needs fewer requests than one per
-symbol) → `upsert_grouped_daily` ∥ `load_batch` (mapped task group, one per timeframe x symbol
-batch: `fetch_bars` COPYs into a staging table, then `upsert_bars` merges that batch in one
-transaction as soon as its fetch ends) → `check_bar_counts` (every expected bar present, none on
-non-sessions, OHLC valid) → `finish_job` (job status `tickstock.jobs.status:{job_id}` in Redis
-and the JOB COMPLETE summary). The single long tasks (ticker details, grouped daily) get the
-first free slots, a batch's upsert the next, so they run beside the fetches, not after them.
+batches sized to the workers) → `register_symbols` (ticker details) ∥ `load_batch` (mapped task
+group, one per timeframe x symbol batch: `fetch_bars` COPYs into a staging table, then
+`upsert_bars` merges that batch in one transaction as soon as its fetch ends; day bars come from
+grouped-daily batches, one request per session, when that needs fewer requests than one per
+symbol) → `check_bar_counts` (every expected bar present, none on non-sessions, OHLC valid) →
+`finish_job` (job status `tickstock.jobs.status:{job_id}` in Redis and the JOB COMPLETE
+summary). Ticker details get the first free slot, fetches the next, upserts the rest, so the
+request budget stays full.
 
 **Windows:** daily = NYSE sessions in `[as_of - days, as_of]`; weekly/monthly = the periods
 containing them (whole periods); hourly = the last `hourly_days` sessions, 09:00 ET to the close.
@@ -42,7 +42,6 @@ from tickstock_airflow.tasks import (
     check_bar_counts,
     finish_job,
     load_batches,
-    load_grouped_daily,
     plan_load,
     plan_of,
     register_symbols,
@@ -150,7 +149,7 @@ def universe_load() -> None:
     batches = plan_load()
     plan = plan_of(batches)
     registration = register_symbols(plan)
-    upserted = [load_batches(batches), load_grouped_daily(batches, plan)]
+    upserted = [load_batches(batches)]
     checked = check_bar_counts(plan, upserted, registration)
     finished = finish_job(upserted, registration, planner=batches.operator.task_id)
     checked >> finished

@@ -201,7 +201,7 @@ class ClusterRun:
         section.add(f"DagRun start → first API request{suffix}", "s", [first])
         section.add(f"last API request → DagRun end{suffix}", "s", [tail])
         section.add(f"10-s steps with the budget ≥ 90 % used{suffix}", "%", [full])
-        busy = sum(t.seconds for t in self.tasks if t.task_id not in ("fetch_bars", "fetch_grouped_daily"))
+        busy = sum(t.seconds for t in self.tasks if t.task_id != "fetch_bars")
         section.add(f"summed seconds of task instances that do not fetch{suffix}", "s", [busy])
 
     def rate_profile(self, rate: int = RATE, bucket: int = RATE_BUCKET_S) -> list[str]:

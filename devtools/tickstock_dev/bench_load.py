@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 BASELINE_NOW = datetime(2025, 12, 2, 16, 0)  # the design document reads datetime.now(): pinned to the sim's day
 GIB = 2**30
-DATA_PATH_TASKS = ("fetch_bars", "upsert_bars", "fetch_grouped_daily", "upsert_grouped_daily")
+DATA_PATH_TASKS = ("fetch_bars", "upsert_bars")
 
 
 @dataclass

@@ -6,8 +6,9 @@ response (no pagination), so ``n`` symbols over ``s`` sessions cost ``s`` reques
 two-day load of two symbols needs two either way, and the per-symbol requests win (smaller
 responses, a failure costs one symbol instead of a session of every symbol).
 
-Both ``universe_load`` and ``nightly_refresh`` plan their grouped requests here, and one task
-(``fetch_grouped_daily``) runs them, so the two DAGs cannot drift apart.
+Both ``universe_load`` and ``nightly_refresh`` plan their grouped requests here, as batches of
+the same mapped ``fetch_bars`` → ``upsert_bars`` group as the per-symbol ones, so the two DAGs
+cannot drift apart.
 
 Why the bars are the same from either endpoint (each checked by the tests, or documented where
 the simulator cannot show it):
@@ -57,9 +58,11 @@ def grouped_requests(
 ) -> list[dict[str, Any]]:
     """Return the grouped-daily requests that load ``symbols``' day bars for ``sessions``.
 
-    Each item is staged under its own key: ``{"symbols", "sessions", "staging_key", "adjusted"}``,
-    at most :data:`GROUPED_SESSIONS_PER_KEY` sessions each. ``group`` keeps the keys of several
-    calls in one run apart.
+    Each item is one mapped fetch, shaped like a per-symbol batch (``symbols``, ``timeframe``,
+    ``start``, ``end``, ``staging_key``, ``adjusted``, ``extended_hours``) plus the ``sessions``
+    it requests (a per-symbol batch has ``None`` there): at most
+    :data:`GROUPED_SESSIONS_PER_KEY` sessions, staged under its own key. ``group`` keeps the
+    keys of several calls in one run apart.
     """
     from tickstock.staging import load_key  # psycopg: not needed where only the names above are
 
@@ -67,9 +70,14 @@ def grouped_requests(
     return [
         {
             "symbols": list(symbols),
-            "sessions": days[offset : offset + GROUPED_SESSIONS_PER_KEY],
+            "timeframe": Timeframe.DAY.value,
+            "start": chunk[0],
+            "end": chunk[-1],
             "staging_key": load_key(run_id, Timeframe.DAY, f"{group}.{offset // GROUPED_SESSIONS_PER_KEY}"),
             "adjusted": adjusted,
+            "extended_hours": False,
+            "sessions": chunk,
         }
         for offset in range(0, len(days), GROUPED_SESSIONS_PER_KEY)
+        if (chunk := days[offset : offset + GROUPED_SESSIONS_PER_KEY])
     ]

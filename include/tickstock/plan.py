@@ -45,9 +45,10 @@ class LoadPlan:
 
     :param as_of: the reference date actually used (today in New York when not given)
     :param windows: per-timeframe request ranges and exact expected bars
-    :param batches: keyword arguments of each mapped (per-symbol) fetch task
+    :param batches: keyword arguments of each mapped per-symbol fetch task
     :param batch_size: symbols per batch after growing it to fit ``MAX_MAPPED_TASKS``
-    :param grouped: grouped-daily requests for the day bars (empty when they are fetched per symbol)
+    :param grouped: grouped-daily fetches of the day bars, shaped like ``batches`` (empty when the
+        day bars are fetched per symbol); the load maps over ``grouped + batches``
     """
 
     as_of: date
@@ -133,8 +134,18 @@ def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None)
             "staging_key": load_key(run_id, timeframe, index),
             "adjusted": request.adjusted,
             "extended_hours": request.extended_hours,
+            "sessions": None,
         }
         for timeframe, window in per_symbol.items()
         for index, chunk in enumerate(chunks)
     ]
     return LoadPlan(as_of, {tf.value: w for tf, w in windows.items()}, batches, size, grouped)
+
+
+def mapped_batches(plan: LoadPlan) -> list[dict[str, Any]]:
+    """Return the keyword arguments of every mapped ``load_batch``: grouped-daily fetches first.
+
+    First because they are the longest (tens of sessions of the whole market each) and the
+    scheduler starts equal priorities in map-index order.
+    """
+    return [*plan.grouped, *plan.batches]

@@ -158,6 +158,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             "staging_key": load_key(run_id, batch.timeframe, index),
             "adjusted": shape.adjusted,
             "extended_hours": shape.extended_hours,
+            "sessions": None,
         }
         for index, batch in enumerate(batch_groups(to_batch, batch_size=batch_size, max_batches=max_batches))
     ]
@@ -178,7 +179,6 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
         value={
             "job_id": job_id,
             "symbols": symbols,
-            "grouped": grouped,
             "batch_count": len(batches) + len(grouped),
             "daily_required": False,
             "splits": [split.to_json() for found in reloads.values() for split in found],
@@ -197,4 +197,4 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             },
         },
     )
-    return batches
+    return [*grouped, *batches]  # grouped-daily fetches first: the longest (see tickstock.plan.mapped_batches)

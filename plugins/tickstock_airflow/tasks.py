@@ -7,10 +7,8 @@ bars travel through the staging table, XComs carry keys and counters.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -24,19 +22,13 @@ from tickstock.timeframes import OHLCV_TABLES, Timeframe
 from tickstock_airflow.hooks import MASSIVE_CONN_ID, MASSIVE_POOL
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from tickstock.bars import Bar, ParsedBars
     from tickstock.windows import LoadWindow
-    from tickstock_airflow.hooks.massive import MassiveHook
 
 log = logging.getLogger(__name__)
 
 DB_CONN_ID = "tickstock_db"
 REDIS_CONN_ID = "tickstock_redis"
 METADATA_WORKERS = 8
-# Grouped-daily sessions in flight per fetch_grouped_daily task (see _requested_bars).
-GROUPED_PREFETCH = 4
 DEFAULT_RATE_LIMIT = "100/s"  # Massive's advice for paid plans; "5/min" on the free tier
 
 # Readable labels for mapped fetches in the grid: "day · AAPL…MSFT (50)".
@@ -46,12 +38,14 @@ FETCH_MAP_INDEX_TEMPLATE = (
 
 # The scheduler hands free slots to the highest priority first. Single long tasks that share the
 # request budget with the batches (ticker details, grouped daily) go first so they run beside the
-# fetches instead of after them; a batch's upsert goes before the next fetch, so merged work (and
-# the job's progress) keeps up with the requests. "absolute": Airflow's default rule adds the
-# weights of everything downstream, which ranks every fetch above every single task.
+# fetches instead of after them; then fetches, which keep the request budget full; a batch's
+# upsert takes the slots no fetch is waiting for (measured: upserts ahead of fetches held the last
+# fetches of a 100-symbol load back by 4 s, the budget idle meanwhile). "absolute": Airflow's
+# default rule adds the weights of everything downstream, which ranks every fetch above every
+# single task.
 FIRST_PRIORITY = 100
-UPSERT_PRIORITY = 20
-FETCH_PRIORITY = 10
+FETCH_PRIORITY = 20
+UPSERT_PRIORITY = 10
 
 RATE_LIMIT_VARIABLE = "massive_rate_limit"
 RATE_LIMIT_TEMPLATE = f"{{{{ var.value.get('{RATE_LIMIT_VARIABLE}', '{DEFAULT_RATE_LIMIT}') }}}}"
@@ -74,6 +68,10 @@ def load_batches(batches: XComArg) -> XComArg:
     grid, the logs and the tools use. Every DAG that fetches bars wires them here (the
     ``massive_api`` pool, the shared rate budget, readable grid labels), so they cannot drift.
 
+    Grouped-daily fetches (a batch with ``sessions``: the day bars of a large universe, one
+    request per session) are batches of the same map, so they too are merged as they end, and a
+    load without any costs no task at all.
+
     Returns the upserts' output: outside the group it is the list of every batch's result.
     """
     from airflow.sdk import task_group
@@ -84,10 +82,19 @@ def load_batches(batches: XComArg) -> XComArg:
 
     @task_group(group_id="load_batch", prefix_group_id=False)
     def load_batch(
-        *, symbols: Any, timeframe: Any, start: Any, end: Any, staging_key: Any, adjusted: Any, extended_hours: Any
+        *,
+        symbols: Any,
+        timeframe: Any,
+        start: Any,
+        end: Any,
+        staging_key: Any,
+        adjusted: Any,
+        extended_hours: Any,
+        sessions: Any,
     ) -> XComArg:
         fetched = MassiveBarsToStagingOperator(
             task_id="fetch_bars",
+            sessions=sessions,
             symbols=symbols,
             timeframe=timeframe,
             start=start,
@@ -199,6 +206,7 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
     """
     from datetime import UTC, datetime
 
+    from tickstock.plan import mapped_batches
     from tickstock.plan import plan_load as build_plan
     from tickstock.schema import SchemaNotAtHead, require_head
     from tickstock.splits import AdjustmentMismatch, check_basis, initialise_watermark
@@ -249,7 +257,6 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
         value={
             "job_id": job_id,
             "symbols": list(request.symbols),
-            "grouped": plan.grouped,
             "batch_count": len(plan.batches) + len(plan.grouped),
             "min_completeness": float(params.get("min_completeness", 1.0)),
             "splits_window": [min(w.start for w in plan.windows.values()).isoformat(), plan.as_of.isoformat()]
@@ -265,7 +272,7 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
             },
         },
     )
-    return plan.batches
+    return mapped_batches(plan)
 
 
 @task(priority_weight=FIRST_PRIORITY, weight_rule="absolute")
@@ -374,24 +381,6 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
         message=f"Loaded {timeframe.value} bars for {len(symbols)} symbols",
     )
     return result
-
-
-def load_grouped_daily(batches: XComArg, plan: XComArg) -> XComArg:
-    """Fetch the planned grouped-daily requests in one task and map ``upsert_grouped_daily`` over its keys.
-
-    Its own map, not joined with :func:`load_batches`: when every bar comes from grouped daily
-    (a day-only load of a large universe) the per-symbol map is empty and skipped, and Airflow
-    skips a map over anything containing it, which would lose the grouped batches. The check
-    and finish tasks take both outputs (:func:`upsert_results` joins them).
-    """
-    grouped = fetch_grouped_daily.override(pool=MASSIVE_POOL, priority_weight=FIRST_PRIORITY, weight_rule="absolute")(
-        plan
-    )
-    return (
-        upsert_bars.override(task_id="upsert_grouped_daily")
-        .partial(job_id=job_id_of(batches))
-        .expand(fetch_result=grouped)
-    )
 
 
 def upsert_results(parts: Sequence[Sequence[Mapping[str, Any]] | None]) -> list[Mapping[str, Any]]:
@@ -557,78 +546,3 @@ def finish_job(
     if summary.state is JobState.FAILED:
         raise AirflowFailException(summary.message())
     return {"status": summary.state.value, "requests": requests_made, **results}
-
-
-@task
-def fetch_grouped_daily(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Fetch whole-market day bars for the planned sessions and stage the requested symbols' bars.
-
-    One request per session replaces one request per symbol, which is what makes a nightly
-    refresh or a large universe load cheap on a rate-limited plan. Both DAGs plan these requests
-    with :func:`tickstock.grouped_daily.grouped_requests`; this one task runs them all (a list
-    result, possibly empty) and each staging key becomes one mapped upsert. Sessions are streamed
-    into the COPY one response at a time, so a task holds one session of the market, not a year.
-    """
-    from tickstock.grouped_daily import SOURCE_GROUPED_DAILY
-    from tickstock.staging import stage_bars
-
-    results = []
-    hook = massive_hook()
-    hook.prepare()  # connection look-ups here, before _requested_bars's threads share the hook
-    for request in plan["grouped"]:
-        invalid: dict[str, list[str]] = {}
-        requests_before = hook.requests_made
-        with pg_connection() as conn:
-            bars = _requested_bars(hook, request, invalid)
-            counts = stage_bars(conn, request["staging_key"], bars, timeframe=Timeframe.DAY)
-        log.info(
-            "✓ API returned %d day bars for %d of %d symbols in %d grouped requests",
-            sum(counts.values()),
-            len(counts),
-            len(request["symbols"]),
-            len(request["sessions"]),
-        )
-        results.append(
-            {
-                "staging_key": request["staging_key"],
-                "timeframe": Timeframe.DAY.value,
-                "bars": {symbol: counts.get(symbol, 0) for symbol in request["symbols"]},
-                "failed": {},
-                "invalid": invalid,
-                "requests": hook.requests_made - requests_before,
-                "source": SOURCE_GROUPED_DAILY,
-            }
-        )
-    return results
-
-
-def _requested_bars(hook: MassiveHook, request: Mapping[str, Any], invalid: dict[str, list[str]]) -> Iterator[Bar]:
-    """Yield the requested symbols' bars of each session in turn; collect their rejected bars in ``invalid``.
-
-    :data:`GROUPED_PREFETCH` sessions are requested ahead on threads while the COPY consumes the
-    current one, so the API's latency and the parsing overlap instead of adding up per session;
-    bars still reach the COPY in session order, and the task holds at most that many sessions.
-
-    ``include_otc``: the range endpoint returns an OTC-traded ticker's bars, grouped daily only
-    when asked, and the two paths must load the same bars.
-    """
-    wanted = frozenset(request["symbols"])
-    adjusted = request.get("adjusted", True)
-
-    def fetch(day: str) -> ParsedBars:
-        return hook.get_grouped_daily(date.fromisoformat(day), adjusted=adjusted, include_otc=True, symbols=wanted)
-
-    days = iter(request["sessions"])
-    with ThreadPoolExecutor(max_workers=GROUPED_PREFETCH, thread_name_prefix="grouped") as pool:
-        pending = deque(pool.submit(fetch, day) for day in itertools.islice(days, GROUPED_PREFETCH))
-        try:
-            while pending:
-                parsed = pending.popleft().result()
-                if (day := next(days, None)) is not None:
-                    pending.append(pool.submit(fetch, day))
-                for symbol, reasons in parsed.reasons_by_symbol().items():
-                    invalid.setdefault(symbol, []).extend(reasons)
-                yield from parsed.bars  # only the wanted symbols' (parsed with symbols=wanted)
-        finally:
-            for future in pending:  # a failed session (or a failed COPY) stops the rest
-                future.cancel()

@@ -21,7 +21,9 @@ retry loads fine. A batch in which every symbol failed for a reason that a task 
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -32,12 +34,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import AirflowException
 from airflow.sdk import BaseOperator
 
-from tickstock.grouped_daily import SOURCE_CUSTOM_BARS
+from tickstock.grouped_daily import SOURCE_CUSTOM_BARS, SOURCE_GROUPED_DAILY
 from tickstock.timeframes import Timeframe
 from tickstock_airflow.hooks import MASSIVE_CONN_ID
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from airflow.sdk import Context
 
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 
 # Reasons kept per symbol in the task result: enough to diagnose, small enough for XCom.
 MAX_REASONS_PER_SYMBOL = 20
+# Grouped-daily sessions in flight per task (see grouped_bars).
+GROUPED_PREFETCH = 4
 
 
 @dataclass
@@ -142,6 +146,46 @@ def fetch_batch(
     return result
 
 
+def grouped_bars(
+    hook: MassiveHook,
+    symbols: Sequence[str],
+    sessions: Sequence[date | str],
+    invalid: dict[str, list[str]],
+    *,
+    adjusted: bool = True,
+) -> Iterator[Bar]:
+    """Yield ``symbols``' day bars of each session in turn, from grouped daily; collect rejects in ``invalid``.
+
+    :data:`GROUPED_PREFETCH` sessions are requested ahead on threads while the COPY consumes the
+    current one, so the API's latency and the parsing overlap instead of adding up per session;
+    bars still reach the COPY in session order, and the task holds at most that many sessions
+    of the market, not a year.
+
+    ``include_otc``: the range endpoint returns an OTC-traded ticker's bars, grouped daily only
+    when asked, and the two paths must load the same bars.
+    """
+    wanted = frozenset(symbols)
+
+    def fetch(day: date | str) -> ParsedBars:
+        return hook.get_grouped_daily(_as_date(day), adjusted=adjusted, include_otc=True, symbols=wanted)
+
+    hook.prepare()  # connection look-ups here, before the threads share the hook
+    days = iter(sessions)
+    with ThreadPoolExecutor(max_workers=GROUPED_PREFETCH, thread_name_prefix="grouped") as pool:
+        pending = deque(pool.submit(fetch, day) for day in itertools.islice(days, GROUPED_PREFETCH))
+        try:
+            while pending:
+                parsed = pending.popleft().result()
+                if (day := next(days, None)) is not None:
+                    pending.append(pool.submit(fetch, day))
+                for symbol, reasons in parsed.reasons_by_symbol().items():
+                    invalid.setdefault(symbol, []).extend(reasons)
+                yield from parsed.bars  # only the wanted symbols' (parsed with symbols=wanted)
+        finally:
+            for future in pending:  # a failed session (or a failed COPY) stops the rest
+                future.cancel()
+
+
 class MassiveBarsToStagingOperator(BaseOperator):
     """Fetch one timeframe of bars for a batch of symbols from Massive into the staging table.
 
@@ -150,14 +194,20 @@ class MassiveBarsToStagingOperator(BaseOperator):
     pool ``massive_api`` so the number of concurrent fetch tasks stays bounded; ``rate_limit``
     bounds their requests.
 
+    With ``sessions``, the batch is a grouped-daily fetch: one request per session for the whole
+    market (``timeframe`` must be ``day``), keeping ``symbols``' bars; the result's ``source`` is
+    ``grouped_daily`` and a symbol without a bar in any session counts 0, as on the range path.
+
     :param symbols: tickers of this batch (templated; a list, a JSON list or "A,B,C")
     :param timeframe: hour, day, week or month (templated)
     :param start: first date, America/New_York (templated; ``date`` or ``YYYY-MM-DD``)
     :param end: last date, inclusive (templated)
     :param staging_key: key of this batch's rows in ``ohlcv_staging`` (templated); re-running the
         task replaces them
-    :param adjusted: split-adjusted prices
-    :param extended_hours: keep pre-market and after-hours hourly bars
+    :param adjusted: split-adjusted prices (templated)
+    :param extended_hours: keep pre-market and after-hours hourly bars (templated)
+    :param sessions: the sessions (``YYYY-MM-DD``) of a grouped-daily batch (templated); ``None``
+        fetches each symbol's range from Custom Bars
     :param massive_conn_id: Massive connection (base URL + API key as password)
     :param postgres_conn_id: database holding ``ohlcv_staging``
     :param redis_conn_id: Redis holding the shared rate budget (used only with ``rate_limit``)
@@ -177,6 +227,7 @@ class MassiveBarsToStagingOperator(BaseOperator):
         "staging_key",
         "adjusted",
         "extended_hours",
+        "sessions",
         "rate_limit",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"symbols": "json"}
@@ -192,6 +243,7 @@ class MassiveBarsToStagingOperator(BaseOperator):
         staging_key: str,
         adjusted: bool = True,
         extended_hours: bool = False,
+        sessions: Sequence[str] | None = None,
         massive_conn_id: str = MASSIVE_CONN_ID,
         postgres_conn_id: str = "tickstock_db",
         redis_conn_id: str = "tickstock_redis",
@@ -209,6 +261,7 @@ class MassiveBarsToStagingOperator(BaseOperator):
         self.staging_key = staging_key
         self.adjusted = adjusted
         self.extended_hours = extended_hours
+        self.sessions = sessions
         self.massive_conn_id = massive_conn_id
         self.postgres_conn_id = postgres_conn_id
         self.redis_conn_id = redis_conn_id
@@ -237,6 +290,8 @@ class MassiveBarsToStagingOperator(BaseOperator):
         from tickstock.staging import stage_bars
 
         symbols, timeframe = normalise_symbols(self.symbols), Timeframe(self.timeframe)
+        if self.sessions is not None:
+            return self._stage_grouped(symbols, timeframe)
         batch = fetch_batch(
             self.hook, symbols, timeframe, _as_date(self.start), _as_date(self.end),
             adjusted=self.adjusted, extended_hours=self.extended_hours, max_workers=self.max_workers,
@@ -245,6 +300,35 @@ class MassiveBarsToStagingOperator(BaseOperator):
         with closing(PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn()) as conn:
             stage_bars(conn, self.staging_key, batch.bars, timeframe=timeframe)
         return self._summarise(timeframe, batch)
+
+    def _stage_grouped(self, symbols: list[str], timeframe: Timeframe) -> dict[str, Any]:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        from tickstock.staging import stage_bars
+
+        if timeframe is not Timeframe.DAY:
+            raise ValueError(f"grouped daily loads day bars, not {timeframe.value} bars")
+        invalid: dict[str, list[str]] = {}
+        with closing(PostgresHook(postgres_conn_id=self.postgres_conn_id).get_conn()) as conn:
+            bars = grouped_bars(self.hook, symbols, self.sessions, invalid, adjusted=self.adjusted)
+            counts = stage_bars(conn, self.staging_key, bars, timeframe=timeframe)
+        self.log.info(
+            "✓ API returned %d day bars for %d of %d symbols in %d grouped requests",
+            counts.total(),
+            len(counts),
+            len(symbols),
+            len(self.sessions),
+        )
+        return {
+            "staging_key": self.staging_key,
+            "timeframe": timeframe.value,
+            "adjusted": self.adjusted,
+            "bars": {symbol: counts.get(symbol, 0) for symbol in symbols},
+            "failed": {},
+            "invalid": invalid,
+            "requests": self.hook.requests_made,
+            "source": SOURCE_GROUPED_DAILY,
+        }
 
     def _raise_if_systemic(self, symbols: list[str], batch: BatchResult) -> None:
         if len(batch.failed) < len(symbols):

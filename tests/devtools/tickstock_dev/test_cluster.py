@@ -154,12 +154,32 @@ def test_make_cluster_loads_on_both_workers_and_stops_on_sigterm(tmp_path):
                 "SELECT task_id, state, hostname FROM task_instance WHERE dag_id = 'universe_load' AND run_id = %s",
                 (run_id,),
             ).fetchall()
-        # Day bars of 2 symbols over 2 sessions come per symbol: the grouped-daily upsert map is empty.
-        assert {task for task, state, _ in rows if state != "success"} == {"upsert_grouped_daily"}
-        assert {state for task, state, _ in rows if task == "upsert_grouped_daily"} == {"skipped"}
-        # A skipped task never ran anywhere: only the tasks that ran have a worker's hostname.
-        assert {host for _, state, host in rows if state == "success"} == {worker_name(1), worker_name(2)}
-        assert {host for _, state, host in rows if state == "skipped"} == {""}
+        # Day bars of 2 symbols over 2 sessions come per symbol: no grouped-daily task at all.
+        assert {state for _, state, _ in rows} == {"success"}
+        assert {task for task, _, _ in rows} == {
+            "plan_load",
+            "register_symbols",
+            "fetch_bars",
+            "upsert_bars",
+            "check_bar_counts",
+            "finish_job",
+        }
+        assert {host for _, _, host in rows} == {worker_name(1), worker_name(2)}
+        with psycopg.connect(metadata_url) as conn:
+            times = conn.execute(
+                "SELECT task_id, queued_dttm, start_date, end_date FROM task_instance"
+                " WHERE dag_id = 'universe_load' AND run_id = %s AND state = 'success'",
+                (run_id,),
+            ).fetchall()
+        queued = {task: [q for t, q, _, _ in times if t == task] for task in ("register_symbols", "fetch_bars")}
+        # 8 batches + ticker details for 4 slots: the details task goes first
+        # (priority), not behind the fetches (it used to start after all of them)
+        assert len(queued["fetch_bars"]) == 8
+        assert queued["register_symbols"][0] <= min(queued["fetch_bars"])
+        # One task group per batch: a batch is merged while other batches are still fetching,
+        # not after the whole fetch map.
+        first_upsert = min(start for task, _, start, _ in times if task == "upsert_bars")
+        assert first_upsert < max(end for task, _, _, end in times if task == "fetch_bars")
         # Both workers started warm: task processes fork from a worker that imported their modules.
         for index in (1, 2):
             worker_log = (state / "logs" / f"{worker_name(index)}.log").read_text()

@@ -3,7 +3,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from tickstock.load_request import LoadRequest
-from tickstock.plan import FETCH_ROUNDS, FETCH_SLOTS, MAX_MAPPED_TASKS, auto_batch_size, effective_batch_size, plan_load
+from tickstock.plan import (
+    FETCH_ROUNDS,
+    FETCH_SLOTS,
+    MAX_MAPPED_TASKS,
+    auto_batch_size,
+    effective_batch_size,
+    mapped_batches,
+    plan_load,
+)
 
 NOW = datetime(2025, 12, 2, 21, 0, tzinfo=UTC)
 
@@ -24,11 +32,22 @@ def test_batches_are_timeframe_by_symbol_chunk_with_unique_staging_keys():
     assert plan.grouped == [
         {
             "symbols": ["SCHG", "VUG", "SPY"],
-            "sessions": ["2025-12-01", "2025-12-02"],
+            "timeframe": "day",
+            "start": "2025-12-01",
+            "end": "2025-12-02",
             "staging_key": "manual__x|day|g.0",
             "adjusted": True,
+            "extended_hours": False,
+            "sessions": ["2025-12-01", "2025-12-02"],
         }
     ]
+    # one map over both kinds, grouped first; every item has the same keys (a mapped task group
+    # takes each as keyword arguments)
+    mapped = mapped_batches(plan)
+    assert mapped[0] is plan.grouped[0]
+    assert mapped[1:] == plan.batches
+    assert {frozenset(item) for item in mapped} == {frozenset(plan.grouped[0])}
+    assert {b["sessions"] for b in plan.batches} == {None}
     assert len({b["staging_key"] for b in plan.batches + plan.grouped}) == 7
     week = plan.batches[2]
     assert (week["start"], week["end"], week["adjusted"], week["extended_hours"]) == (
@@ -72,12 +91,13 @@ def test_as_of_defaults_to_today_in_new_york():
 def test_automatic_batches_fill_two_rounds_of_the_pool_within_bounds():
     assert (FETCH_SLOTS, FETCH_ROUNDS) == (8, 2)
     # a small job: one batch per timeframe (a task instance costs more than a few requests)
-    assert auto_batch_size(2, 4) == 50
+    assert auto_batch_size(2, 4) == 100
+    assert auto_batch_size(100, 4) == 100
     # 1,000 symbols x 3 timeframes: 3,000 fetches / 16 tasks = 188 symbols per batch
     assert auto_batch_size(1000, 3) == 188
     assert auto_batch_size(5000, 3) == 500
     assert auto_batch_size(5000, 1, floor=250) == 313
-    assert auto_batch_size(0, 4) == 50
+    assert auto_batch_size(0, 4) == 100
     request = LoadRequest(symbols=tuple(f"S{i:04d}" for i in range(1000)), days=2, as_of=date(2025, 12, 2))
     plan = plan_load(request, run_id="r", now=NOW)
     # 2 sessions: day bars from 2 grouped requests, 3,000 per-symbol fetches in 16 batches of 188

@@ -144,6 +144,18 @@ def _budget_lines(section: Section, run_label: str, suffix: str = "") -> list[st
     ]
 
 
+def _floor_lines() -> list[str]:
+    """The part of a rate-bound ratio no schedule can remove: the rate gate's headroom."""
+    from tickstock.rate_budget import DEFAULT_HEADROOM
+
+    floor = 1 / (1 - DEFAULT_HEADROOM)
+    return [
+        f"- Floor: the shared rate budget keeps {DEFAULT_HEADROOM:.0%} headroom below the simulator's limit "
+        f"(so that send-time jitter never makes the API answer 429), so requests leave at most at "
+        f"{100 * (1 - DEFAULT_HEADROOM):.0f}/s and DagRun ÷ (requests ÷ 100) cannot go below {floor:.2f}."
+    ]
+
+
 def _missed(section: Section, number: int) -> bool:
     return any(t.number == number and not t.passed for t in section.targets)
 
@@ -153,12 +165,14 @@ def _cluster_load(section: Section) -> list[str]:
     if _missed(section, 1):
         ratio = _median(section, "DagRun ÷ bound")
         lines += _budget_lines(section, f"Target 1 (DagRun ÷ bound {ratio or 0:.2f})")
+        lines += _floor_lines()
         lines.append(
-            "- Fixes, in the order the figures point at: start fetching before the whole plan is built (the first "
-            "request waits for the plan); keep more fetch task instances queued than the pool has slots so a "
-            "slot freed by one fetch is taken at once (the queued → running column shows the hand-over cost of "
-            "each TI); upsert beside the fetches, not after them, so the tail after the last request is one batch's "
-            "upsert and the check."
+            "- What is left, in the order the figures point at: 10-s steps below 90 % of the budget are the "
+            "moments the machine's 2 cores are saturated (merges of the largest batches, the simulator building "
+            "grouped-daily bodies, task start-up) and request threads wait for CPU, not for the API; a faster "
+            "merge (target 6) and fewer, cheaper task instances shorten them. After the last request: one "
+            "batch's upsert, then `check_bar_counts` (one counting query per timeframe over every stored bar of "
+            "the universe) and `finish_job` — both could run their queries per timeframe in parallel."
         )
     if _missed(section, 2):
         per = {f.label.removeprefix("requests per symbol: "): f.median for f in section.figures
@@ -197,9 +211,10 @@ def _cluster_speedup(section: Section) -> list[str]:
         )
         lines += _budget_lines(section, f"the last universe_load run ({tag})", f", {tag}")
     lines.append(
-        "- Fixes: fewer task instances on the critical path of a small load (plan → one fetch wave → upsert → "
-        "check), each cheaper to start (imports and DAG parse), and the scheduler settings that shorten the "
-        "queued → running gap (scheduler loop interval, `[celery] worker_prefetch_multiplier`, a warm task runner)."
+        "- What is left: the critical path of a small load is plan → one fetch wave (one task per timeframe) → "
+        "upsert → check → finish, five task instances in a row, each a scheduler decision, a Celery hand-over "
+        "and a task process start (see the queued → running column and the TIs' own seconds); fewer of them "
+        "in a row (e.g. the check folded into the last upsert) or a cheaper start would shorten it."
     )
     return lines
 
@@ -230,9 +245,11 @@ def _cluster_refresh(section: Section) -> list[str]:
     ratio = _median(section, "DagRun ÷ bound")
     lines = [f"**Why nightly_refresh misses (DagRun ÷ bound {ratio or 0:.2f}), and what would fix it.**", ""]
     lines += _budget_lines(section, "the refresh")
+    lines += _floor_lines()
     lines.append(
-        "- Fixes: the same as target 1 — requests in flight from the first second (planning off the critical "
-        "path), enough queued fetch task instances to keep every pool slot busy, upserts beside the fetches."
+        "- What is left: planning (`plan_refresh` reads every symbol's stored extent before the first request), "
+        "10-s steps below 90 % of the budget (CPU saturated by merges and task start-up) and the tail (the last "
+        "batch's upsert, the check and the finish); see the per-task table."
     )
     return lines
 

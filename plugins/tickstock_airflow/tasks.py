@@ -168,14 +168,21 @@ PLAN_KEY = "plan"
 JOB_ID_KEY = "job_id"
 
 
-def mapped_results(results: Sequence[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
-    """Return every result of a mapped task in one request.
+def mapped_results(results: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """Return every result of a mapped task, or of a task in a mapped task group, as a list.
 
-    Iterating Airflow's lazy XCom sequence fetches one XCom per item and then probes the index
-    past the end, which the task SDK logs at error level (``XCom not found … offset=N``) in a run
-    that succeeds. A full slice is one ``GetXComSequenceSlice`` request and probes nothing.
+    A mapped task's output arrives as Airflow's lazy XCom sequence: iterating it fetches one XCom
+    per item and then probes the index past the end, which the task SDK logs at error level
+    (``XCom not found … offset=N``) in a run that succeeds; a full slice is one
+    ``GetXComSequenceSlice`` request and probes nothing. A task inside a mapped task group is
+    not itself mapped: its output is pulled with ``xcom_pull``, which returns a list, a single
+    result when the group expanded once, and nothing when it did not expand.
     """
-    return [] if results is None else list(results[:])
+    if results is None:
+        return []
+    if isinstance(results, Mapping):
+        return [results]
+    return list(results[:])
 
 
 def plan_of(planner: XComArg) -> XComArg:

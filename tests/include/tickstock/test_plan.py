@@ -66,6 +66,11 @@ def test_five_thousand_symbols_stay_well_under_max_map_length():
     # grouped-daily requests in 4 keys
     assert plan.batch_size == 500
     assert len(plan.batches) == 30
+    # the four grouped-daily fetches lead every 8 per-symbol batches, not all at the start
+    mapped = mapped_batches(plan)
+    assert len(mapped) == 34
+    assert [i for i, item in enumerate(mapped) if item["sessions"]] == [0, 9, 18, 27]
+    assert [item for item in mapped if not item["sessions"]] == plan.batches
     assert {b["timeframe"] for b in plan.batches} == {"hour", "week", "month"}
     assert [len(g["sessions"]) for g in plan.grouped] == [63, 63, 63, 61]
     tiny = plan_load(

@@ -194,7 +194,10 @@ def _merge(
 
     result = MergeResult(table)
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(statement, {"load_key": key})
+        # Planned for each batch, never as a prepared statement: psycopg prepares a query run five
+        # times, and a generic plan made while the table was empty (a first load) would scan the
+        # whole table for every later batch once it is full.
+        cur.execute(statement, {"load_key": key}, prepare=False)
         for symbol, offered, inserted, updated, *duplicates in cur.fetchall():
             if duplicates and duplicates[0]:
                 raise _Duplicates(symbol)

@@ -20,27 +20,38 @@
 -- is a bind parameter. Values are compared after that cast, as ON CONFLICT compares EXCLUDED:
 -- unchanged rows are left alone on every rerun (no dead tuples, updated_at keeps meaning "last
 -- changed"). The INSERT and the UPDATE assign the staged values themselves (assignment casts).
-WITH staged AS MATERIALIZED (
-    SELECT symbol, {staged_time} AS bar_time, open, high, low, close, volume, vwap, transactions
+WITH per_symbol AS MATERIALIZED (
+    SELECT symbol, count(*) AS offered, min({staged_time}) AS first, max({staged_time}) AS last
       FROM ohlcv_staging
      WHERE load_key = %(load_key)s
+     GROUP BY symbol
 ), bounds AS (
-    SELECT array_agg(symbol) AS symbols, min(first) AS first, max(last) AS last
-      FROM (SELECT symbol, min(bar_time) AS first, max(bar_time) AS last FROM staged GROUP BY symbol) AS per_symbol
+    SELECT array_agg(symbol) AS symbols, min(first) AS first, max(last) AS last FROM per_symbol
+), any_stored AS MATERIALIZED (
+    -- One index probe: is any row of the batch's symbols stored within its period? If not, no
+    -- key can be stored and the batch is inserted as it is (fresh); else it is compared first.
+    SELECT EXISTS (SELECT 1
+                     FROM {table} AS t, bounds AS b
+                    WHERE t.symbol = ANY (b.symbols) AND t.{time_column} BETWEEN b.first AND b.last) AS yes
+), fresh AS (
+    INSERT INTO {table} (symbol, {time_column}, open, high, low, close, volume, vwap, transactions)
+    SELECT symbol, {staged_time}, open, high, low, close, volume, vwap, transactions
+      FROM ohlcv_staging
+     WHERE load_key = %(load_key)s AND NOT (SELECT yes FROM any_stored)
 ), stored AS (
     SELECT t.symbol, t.{time_column} AS bar_time, t.open, t.high, t.low, t.close, t.volume, t.vwap, t.transactions
       FROM {table} AS t, bounds AS b
-     WHERE t.symbol = ANY (b.symbols) AND t.{time_column} BETWEEN b.first AND b.last
+     WHERE t.symbol = ANY (b.symbols) AND t.{time_column} BETWEEN b.first AND b.last AND (SELECT yes FROM any_stored)
 ), compared AS MATERIALIZED (
-    SELECT s.*,
+    SELECT s.symbol, {staged_time} AS bar_time, s.open, s.high, s.low, s.close, s.volume, s.vwap, s.transactions,
            t.symbol IS NULL AS is_new,
            t.symbol IS NOT NULL
            AND (t.open, t.high, t.low, t.close, t.volume, t.vwap, t.transactions) IS DISTINCT FROM ({as_stored})
            AS changed
-      FROM staged AS s
-      LEFT JOIN stored AS t ON t.symbol = s.symbol AND t.bar_time = s.bar_time
+      FROM ohlcv_staging AS s
+      LEFT JOIN stored AS t ON t.symbol = s.symbol AND t.bar_time = {staged_time}
+     WHERE s.load_key = %(load_key)s AND (SELECT yes FROM any_stored)
 ), inserted AS (
-    -- Not read: it runs to completion all the same, and inserts every is_new row or fails.
     INSERT INTO {table} (symbol, {time_column}, open, high, low, close, volume, vwap, transactions)
     SELECT symbol, bar_time, open, high, low, close, volume, vwap, transactions
       FROM compared
@@ -66,8 +77,11 @@ WITH staged AS MATERIALIZED (
     -- refuses it); one that is stored would join twice, so stored matches are counted here.
     SELECT 1 FROM compared WHERE NOT is_new GROUP BY symbol, bar_time HAVING count(*) > 1
 )
-SELECT c.symbol, c.offered, c.inserted, coalesce(u.updated, 0), (SELECT count(*) FROM duplicates)
-  FROM (SELECT symbol, count(*) AS offered, count(*) FILTER (WHERE is_new) AS inserted
-          FROM compared
-         GROUP BY symbol) AS c
+SELECT p.symbol,
+       p.offered,
+       CASE WHEN (SELECT yes FROM any_stored) THEN coalesce(c.inserted, 0) ELSE p.offered END,
+       coalesce(u.updated, 0),
+       (SELECT count(*) FROM duplicates)
+  FROM per_symbol AS p
+  LEFT JOIN (SELECT symbol, count(*) FILTER (WHERE is_new) AS inserted FROM compared GROUP BY symbol) AS c USING (symbol)
   LEFT JOIN (SELECT symbol, count(*) AS updated FROM updated GROUP BY symbol) AS u USING (symbol)

@@ -31,8 +31,9 @@ WITH per_symbol AS MATERIALIZED (
     -- One index probe: is any row of the batch's symbols stored within its period? If not, no
     -- key can be stored and the batch is inserted as it is (fresh); else it is compared first.
     SELECT EXISTS (SELECT 1
-                     FROM {table} AS t, bounds AS b
-                    WHERE t.symbol = ANY (b.symbols) AND t.{time_column} BETWEEN b.first AND b.last) AS yes
+                     FROM {table} AS t
+                    WHERE t.symbol = ANY ((SELECT symbols FROM bounds)::text[])
+                      AND t.{time_column} BETWEEN (SELECT first FROM bounds) AND (SELECT last FROM bounds)) AS yes
 ), fresh AS (
     INSERT INTO {table} (symbol, {time_column}, open, high, low, close, volume, vwap, transactions)
     SELECT symbol, {staged_time}, open, high, low, close, volume, vwap, transactions
@@ -40,8 +41,10 @@ WITH per_symbol AS MATERIALIZED (
      WHERE load_key = %(load_key)s AND NOT (SELECT yes FROM any_stored)
 ), stored AS (
     SELECT t.symbol, t.{time_column} AS bar_time, t.open, t.high, t.low, t.close, t.volume, t.vwap, t.transactions
-      FROM {table} AS t, bounds AS b
-     WHERE t.symbol = ANY (b.symbols) AND t.{time_column} BETWEEN b.first AND b.last AND (SELECT yes FROM any_stored)
+      FROM {table} AS t
+     WHERE t.symbol = ANY ((SELECT symbols FROM bounds)::text[])
+       AND t.{time_column} BETWEEN (SELECT first FROM bounds) AND (SELECT last FROM bounds)
+       AND (SELECT yes FROM any_stored)
 ), compared AS MATERIALIZED (
     SELECT s.symbol, {staged_time} AS bar_time, s.open, s.high, s.low, s.close, s.volume, s.vwap, s.transactions,
            t.symbol IS NULL AS is_new,
@@ -66,10 +69,11 @@ WITH per_symbol AS MATERIALIZED (
            vwap = c.vwap,
            transactions = c.transactions,
            updated_at = now()
-      FROM compared AS c, bounds AS b
+      FROM compared AS c
      WHERE c.changed
        AND t.symbol = c.symbol AND t.{time_column} = c.bar_time
-       AND t.symbol = ANY (b.symbols) AND t.{time_column} BETWEEN b.first AND b.last
+       AND t.symbol = ANY ((SELECT symbols FROM bounds)::text[])
+       AND t.{time_column} BETWEEN (SELECT first FROM bounds) AND (SELECT last FROM bounds)
        AND (t.open, t.high, t.low, t.close, t.volume, t.vwap, t.transactions) IS DISTINCT FROM ({as_stored_c})
     RETURNING t.symbol
 ), duplicates AS (

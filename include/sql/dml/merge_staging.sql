@@ -4,10 +4,12 @@
 -- staged rows are kept (finish_job clears them once the run is over): an upsert task retried
 -- after its merge committed merges the same rows again, changes nothing and reports the same bars.
 --
--- The fast path (docs/benchmarks.md, measurement 6): the batch's stored rows are read once by an
--- index range scan over its symbols and period (`stored`), compared with the staged ones in one
--- hash join, and only then written: a plain INSERT of the keys not stored and an UPDATE of the
--- rows whose values differ. INSERT ... ON CONFLICT (merge_staging_on_conflict.sql) pays a
+-- The fast path (docs/benchmarks.md, measurement 6): one index probe over the batch's symbols and
+-- period (`any_stored`) finds whether any of its keys can be stored. If none can (a first load),
+-- the staged rows are inserted as they are (`fresh`). Otherwise the batch's stored rows are read
+-- once by an index range scan (`stored`), compared with the staged ones in one join, and only
+-- then written: a plain INSERT of the keys not stored and an UPDATE of the rows whose values
+-- differ. The branch not taken stops at its one-time filter. INSERT ... ON CONFLICT (merge_staging_on_conflict.sql) pays a
 -- speculative insertion per row and locks (dirties) every existing row even when nothing changes;
 -- here a fresh batch is inserted as COPY would be and a rerun only reads. A concurrent load
 -- inserting one of the same keys after this statement's snapshot makes the INSERT fail with

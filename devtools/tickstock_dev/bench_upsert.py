@@ -157,6 +157,7 @@ def _explain_merge(conn: psycopg.Connection, batch: list[Bar]) -> list[str]:
     try:
         with conn.transaction():
             conn.execute("SET LOCAL enable_seqscan = off")  # as merge_staged plans it
+            conn.execute("SET LOCAL enable_nestloop = off")
             plan = conn.execute(
                 sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ") + statement, {"load_key": key}
             ).fetchall()

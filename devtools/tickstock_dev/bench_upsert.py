@@ -1,11 +1,12 @@
 """Measurement 1: the project's bulk-upsert path against a raw COPY into an identical empty table.
 
 The upsert path is exactly what a load runs per batch: ``stage_bars`` (COPY into the UNLOGGED
-staging table) then ``merge_staged`` (one ``INSERT … ON CONFLICT … WHERE IS DISTINCT FROM``
-transaction), one staging key per batch of symbols as ``universe_load`` maps them. The physical
-limit it is compared with is one COPY of the same rows, from the same Python objects through the
-same driver, into a table created ``LIKE ohlcv_daily INCLUDING ALL`` (same columns, primary key and
-defaults) and empty: nothing can put rows into that table faster from Python.
+staging table) then ``merge_staged`` (one transaction: compare with the stored rows, then a plain
+``INSERT`` of new keys and an ``UPDATE … WHERE IS DISTINCT FROM`` of changed ones), one staging
+key per batch of symbols as ``universe_load`` maps them. The physical limit it is compared with is
+one COPY of the same rows, from the same Python objects through the same driver, into a table
+created ``LIKE ohlcv_daily INCLUDING ALL`` (same columns, primary key and defaults)
+and empty: nothing can put rows into that table faster from Python.
 
 Rows are built before the clock starts; prices are drawn from a pool of shared ``Decimal`` objects
 so a million bars fit in ~150 MB while still going through NUMERIC encoding per value.
@@ -155,6 +156,8 @@ def _explain_merge(conn: psycopg.Connection, batch: list[Bar]) -> list[str]:
     rows: list[str] = []
     try:
         with conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")  # as merge_staged plans it
+            conn.execute("SET LOCAL enable_nestloop = off")
             plan = conn.execute(
                 sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ") + statement, {"load_key": key}
             ).fetchall()
@@ -233,7 +236,8 @@ def run(
         f"- **raw COPY**: all rows in one `COPY … FROM STDIN` into `{COPY_TABLE}` "
         "(`LIKE ohlcv_daily INCLUDING ALL`: same columns, primary key and defaults; empty). The physical limit.",
         "- **upsert, fresh rows**: the project's path, `stage_bars` (COPY into UNLOGGED `ohlcv_staging`) then "
-        f"`merge_staged` (one `INSERT … ON CONFLICT` transaction), one staging key per batch of "
+        f"`merge_staged` (one transaction: compare, then plain `INSERT` of new keys and `UPDATE` of changed rows), "
+        "one staging key per batch of "
         f"{symbols_per_batch} symbols ({len(batches)} batches) as `universe_load` maps them, into the emptied "
         "`ohlcv_daily`.",
         "- **re-upsert**: the same again onto the full table: every row offered, none written "

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -105,6 +108,56 @@ def test_hourly_bars_are_keyed_by_their_instant_and_a_duplicate_is_refused_losin
     assert (result.inserted, result.staged, result.unchanged) == ({"SPY": 1}, {"SPY": 1}, 0)
     stored = pg_conn.execute('SELECT "timestamp", vwap, transactions FROM ohlcv_hourly').fetchall()
     assert stored == [(start, None, None)]
+
+
+def test_a_key_staged_twice_that_is_already_stored_is_refused_whatever_the_values(pg_conn):
+    # Not a new key, so no unique index stops it: the merge counts the stored matches itself.
+    key = load_key("manual__6", Timeframe.DAY, 0)
+    stage_bars(pg_conn, key, [_day_bar("SCHG", 1), _day_bar("SCHG", 2)], timeframe="day")
+    merge_staged(pg_conn, key, Timeframe.DAY)
+    before = pg_conn.execute("SELECT symbol, date, close, updated_at FROM ohlcv_daily ORDER BY 1, 2").fetchall()
+    for twice in ([_day_bar("SCHG", 1), _day_bar("SCHG", 1)], [_day_bar("SCHG", 1, close="7"), _day_bar("SCHG", 1)]):
+        stage_bars(pg_conn, key, [*twice, _day_bar("VUG", 1)], timeframe="day")
+        with pytest.raises(DuplicateStagedBars, match="holds the same date twice"):
+            merge_staged(pg_conn, key, Timeframe.DAY)
+        assert (
+            pg_conn.execute("SELECT symbol, date, close, updated_at FROM ohlcv_daily ORDER BY 1, 2").fetchall()
+            == before
+        )
+
+
+def test_a_key_a_concurrent_load_inserts_during_the_merge_is_merged_again_with_on_conflict(
+    pg_conn, service_urls, caplog
+):
+    # The merge's snapshot does not see the other load's uncommitted row, so its plain INSERT
+    # waits for that row and then fails with unique_violation; the batch is merged again by
+    # INSERT ... ON CONFLICT, which updates the other load's row and inserts the rest.
+    key = load_key("manual__7", Timeframe.DAY, 0)
+    stage_bars(pg_conn, key, [_day_bar("SCHG", 1), _day_bar("SCHG", 2, close="103.75")], timeframe="day")
+    url = service_urls.postgres_url
+    with (
+        psycopg.connect(url) as other_load,
+        psycopg.connect(url, autocommit=True) as upsert,
+        ThreadPoolExecutor(1) as pool,
+        caplog.at_level(logging.INFO, logger="tickstock.staging"),
+    ):
+        other_load.execute(
+            "INSERT INTO ohlcv_daily (symbol, date, open, high, low, close, volume) VALUES ('SCHG', '2025-12-02', 1, 1, 1, 1, 1)"
+        )
+        merging = pool.submit(merge_staged, upsert, key, Timeframe.DAY)
+        deadline = time.monotonic() + 120  # a guard against a hang, not a speed assertion
+        blocked = "SELECT %s = ANY (pg_blocking_pids(%s))"
+        while not pg_conn.execute(blocked, (other_load.info.backend_pid, upsert.info.backend_pid)).fetchone()[0]:
+            assert not merging.done(), f"the merge did not wait for the concurrent insert: {merging.result()}"
+            assert time.monotonic() < deadline, "the merge never waited for the concurrent insert"
+        other_load.commit()
+        result = merging.result()
+    assert "met a concurrent insert" in caplog.text
+    assert (result.staged, result.inserted, result.updated) == ({"SCHG": 2}, {"SCHG": 1}, {"SCHG": 1})
+    assert _rows(pg_conn) == [
+        ("SCHG", date(2025, 12, 1), Decimal("101.5"), Decimal("1029145")),
+        ("SCHG", date(2025, 12, 2), Decimal("103.75"), Decimal("1029145")),
+    ]
 
 
 def test_a_staged_row_carries_its_key_from_the_transaction_setting_not_from_every_row(pg_conn):

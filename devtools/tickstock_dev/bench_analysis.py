@@ -167,12 +167,14 @@ def _cluster_load(section: Section) -> list[str]:
         lines += _budget_lines(section, f"Target 1 (DagRun ÷ bound {ratio or 0:.2f})")
         lines += _floor_lines()
         lines.append(
-            "- What is left, in the order the figures point at: 10-s steps below 90 % of the budget are the "
-            "moments the machine's 2 cores are saturated (merges of the largest batches, the simulator building "
-            "grouped-daily bodies, task start-up) and request threads wait for CPU, not for the API; a faster "
-            "merge (target 6) and fewer, cheaper task instances shorten them. After the last request: one "
-            "batch's upsert, then `check_bar_counts` (one counting query per timeframe over every stored bar of "
-            "the universe) and `finish_job` — both could run their queries per timeframe in parallel."
+            "- What is left, in the order the figures point at: the time before the first request (the plan, "
+            "then eight task processes starting at once on 2 cores, each mapped one resolving its batch from the "
+            "planner's whole batch list; a 100-symbol load's first request leaves after about 2 s, and this part "
+            "was not profiled further), 10-s steps below 90 % "
+            "of the budget (both cores saturated, e.g. by the merges of the largest batches and by task start-up, "
+            "so request threads wait for CPU, not for the API: a faster merge, target 6, shortens them), and after "
+            "the last request one batch's upsert, `check_bar_counts` (one counting query per timeframe, run side "
+            "by side, over every stored bar of the universe) and `finish_job`."
         )
     if _missed(section, 2):
         per = {f.label.removeprefix("requests per symbol: "): f.median for f in section.figures

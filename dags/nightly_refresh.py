@@ -84,7 +84,7 @@ PARAMS = {
 def nightly_refresh() -> None:
     batches = plan_refresh()
     plan = plan_of(batches)
-    upserted = [load_batches(batches)]
+    upserted = load_batches(batches)
     checked = check_bar_counts(plan, upserted)
     finished = finish_job(upserted, planner=batches.operator.task_id)
     checked >> finished

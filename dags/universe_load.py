@@ -12,8 +12,8 @@ group, one per timeframe x symbol batch: `fetch_bars` COPYs into a staging table
 grouped-daily batches, one request per session, when that needs fewer requests than one per
 symbol) → `check_bar_counts` (every expected bar present, none on non-sessions, OHLC valid) →
 `finish_job` (job status `tickstock.jobs.status:{job_id}` in Redis and the JOB COMPLETE
-summary). Ticker details get the first free slot, fetches the next, upserts the rest, so the
-request budget stays full.
+summary). Ticker details get the first free slot, a finished batch's upsert the next, then the
+next fetch, so the request budget stays full and merging keeps up.
 
 **Windows:** daily = NYSE sessions in `[as_of - days, as_of]`; weekly/monthly = the periods
 containing them (whole periods); hourly = the last `hourly_days` sessions, 09:00 ET to the close.
@@ -149,7 +149,7 @@ def universe_load() -> None:
     batches = plan_load()
     plan = plan_of(batches)
     registration = register_symbols(plan)
-    upserted = [load_batches(batches)]
+    upserted = load_batches(batches)
     checked = check_bar_counts(plan, upserted, registration)
     finished = finish_job(upserted, registration, planner=batches.operator.task_id)
     checked >> finished

@@ -48,7 +48,7 @@ class LoadPlan:
     :param batches: keyword arguments of each mapped per-symbol fetch task
     :param batch_size: symbols per batch after growing it to fit ``MAX_MAPPED_TASKS``
     :param grouped: grouped-daily fetches of the day bars, shaped like ``batches`` (empty when the
-        day bars are fetched per symbol); the load maps over ``grouped + batches``
+        day bars are fetched per symbol); the load maps over both (:func:`mapped_batches`)
     """
 
     as_of: date
@@ -142,16 +142,15 @@ def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None)
     return LoadPlan(as_of, {tf.value: w for tf, w in windows.items()}, batches, size, grouped)
 
 
-def mapped_batches(plan: LoadPlan) -> list[dict[str, Any]]:
+def mapped_batches(grouped: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the keyword arguments of every mapped ``load_batch``: grouped-daily fetches spread out.
 
     The scheduler starts equal priorities in map-index order. A grouped-daily fetch decodes the
     whole market for each of its sessions (~0.2 s of CPU each): the four of a 1-year load side by
     side at the start saturated both cores for a minute and the request rate fell to 40-80/s of
     90. One leads (its sessions are a large share of a small load's work), the others follow
-    every ``len(batches) / len(grouped)`` per-symbol batches.
+    every ``len(batches) / len(grouped)`` per-symbol batches. Both DAGs order their map with it.
     """
-    grouped, batches = plan.grouped, plan.batches
     if not grouped:
         return list(batches)
     step = math.ceil(len(batches) / len(grouped))

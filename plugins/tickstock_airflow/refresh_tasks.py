@@ -28,7 +28,7 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
     from tickstock import calendar
     from tickstock.grouped_daily import grouped_requests, use_grouped_daily
     from tickstock.load_request import InvalidRequest, parse_load_request
-    from tickstock.plan import MAX_MAPPED_TASKS, auto_batch_size
+    from tickstock.plan import MAX_MAPPED_TASKS, auto_batch_size, mapped_batches
     from tickstock.refresh import (
         DATED_TIMEFRAMES,
         RefreshRange,
@@ -197,4 +197,4 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             },
         },
     )
-    return [*grouped, *batches]  # grouped-daily fetches first: the longest (see tickstock.plan.mapped_batches)
+    return mapped_batches(grouped, batches)

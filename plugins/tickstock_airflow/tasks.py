@@ -288,7 +288,7 @@ def plan_load(**context: Any) -> list[dict[str, Any]]:
             },
         },
     )
-    return mapped_batches(plan)
+    return mapped_batches(plan.grouped, plan.batches)
 
 
 @task(priority_weight=FIRST_PRIORITY, weight_rule="absolute")
@@ -399,17 +399,12 @@ def upsert_bars(fetch_result: Mapping[str, Any], job_id: str) -> dict[str, Any]:
     return result
 
 
-def upsert_results(parts: Sequence[Sequence[Mapping[str, Any]] | None]) -> list[Mapping[str, Any]]:
-    """Join the results of the upsert maps; a skipped (empty) map contributes nothing."""
-    return [result for part in parts for result in mapped_results(part)]
-
-
 # The OHLCV assets are updated once per run, by the task that proves the bars complete: one event
 # per table for downstream DAGs, not one per table from each of hundreds of mapped upserts.
 @task(outlets=list(OHLCV_ASSETS.values()), trigger_rule="none_failed")
 def check_bar_counts(
     plan: Mapping[str, Any],
-    upserts: Sequence[Sequence[Mapping[str, Any]] | None],
+    upserts: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None,
     registration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compare stored bars with the exact calendar counts; fail listing the short pairs."""
@@ -419,7 +414,7 @@ def check_bar_counts(
     context = get_current_context()
     summary = summarise(
         symbols=plan["symbols"],
-        batch_results=upsert_results(upserts),
+        batch_results=mapped_results(upserts),
         planned_batches=plan["batch_count"],
         unknown_symbols=(registration or {}).get("unknown", []),
         daily_expected=plan.get("daily_required", True),
@@ -492,7 +487,7 @@ def record_splits(
 
 @task(trigger_rule="all_done")
 def finish_job(
-    upserts: Sequence[Sequence[Mapping[str, Any]] | None],
+    upserts: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None,
     registration: Mapping[str, Any] | None = None,
     *,
     planner: str,
@@ -513,7 +508,7 @@ def finish_job(
     if plan is None:
         raise AirflowFailException(f"{planner} published no plan (it failed; its job status says why)")
     outcome = context["ti"].xcom_pull(task_ids="check_bar_counts", key="outcome")
-    upserts = upsert_results(upserts)
+    upserts = mapped_results(upserts)
     # Merged batches keep their staged rows until now (a retried upsert needs them); a failed
     # batch keeps them for a cleared re-run, or until purge_stale_staging.
     with pg_connection() as conn:

@@ -377,8 +377,8 @@ def test_sigkill_of_a_worker_running_fetches(cluster, symbols, baseline, figures
 def test_restart_of_tickstock_postgres_mid_load(cluster, symbols, baseline, figures):
     run_id, job_id = start_load(cluster, symbols, "postgres-restart")
     pid_before = cluster.server_pids()["tickstock postgres"]
-    # Mid-load: upserts (mapped over every fetch's result, so they start once all fetches are
-    # done) have merged bars, and more are merging right now.
+    # Mid-load: upserts (one per batch, each as soon as its fetch ends) have merged bars, and
+    # more are merging right now.
     wait_until(
         lambda: succeeded(cluster, run_id, "upsert_bars") >= 1 and running(cluster, run_id, "upsert_bars"),
         "an upsert done and upserts running",

@@ -43,7 +43,7 @@ def test_batches_are_timeframe_by_symbol_chunk_with_unique_staging_keys():
     ]
     # one map over both kinds, grouped first; every item has the same keys (a mapped task group
     # takes each as keyword arguments)
-    mapped = mapped_batches(plan)
+    mapped = mapped_batches(plan.grouped, plan.batches)
     assert mapped[0] is plan.grouped[0]
     assert mapped[1:] == plan.batches
     assert {frozenset(item) for item in mapped} == {frozenset(plan.grouped[0])}
@@ -67,7 +67,7 @@ def test_five_thousand_symbols_stay_well_under_max_map_length():
     assert plan.batch_size == 500
     assert len(plan.batches) == 30
     # the four grouped-daily fetches lead every 8 per-symbol batches, not all at the start
-    mapped = mapped_batches(plan)
+    mapped = mapped_batches(plan.grouped, plan.batches)
     assert len(mapped) == 34
     assert [i for i, item in enumerate(mapped) if item["sessions"]] == [0, 9, 18, 27]
     assert [item for item in mapped if not item["sessions"]] == plan.batches

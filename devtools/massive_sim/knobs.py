@@ -166,6 +166,23 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
+#: an event-loop wake-up this late is a stall: arrivals meanwhile are stamped together when it ends
+STALL_S = 0.05
+
+
+def _stalled_in_busiest(times: list[float], stalls: list[tuple[float, float]]) -> float:
+    """Seconds of loop stalls ending in (or up to 1 s before) the busiest 1-s window of ``times``."""
+    ts = sorted(times)
+    best, start = 0, None
+    for i, t in enumerate(ts):
+        j = bisect.bisect_left(ts, t + 1.0, lo=i)
+        if j - i > best:
+            best, start = j - i, t
+    if start is None:
+        return 0.0
+    return sum(lag for end, lag in stalls if start - 1.0 <= end < start + 1.0)
+
+
 class Stats:
     """Counts of API requests (admin calls excluded) and their arrival times."""
 
@@ -182,6 +199,14 @@ class Stats:
         self.generation = getattr(self, "generation", 0) + 1
         # [arrival epoch s, kind, path, status or None, arrival monotonic s, generation]
         self.log: list[list[Any]] = []
+        self.loop_lag_max = 0.0
+        self.loop_stalls: list[tuple[float, float]] = []  # (monotonic s at the stall's end, lag s)
+
+    def loop_lag(self, now: float, lag: float) -> None:
+        """Record how late the event loop woke a timer: the time every arrival then waited to be stamped."""
+        self.loop_lag_max = max(self.loop_lag_max, lag)
+        if lag >= STALL_S and len(self.loop_stalls) < self.log_cap:
+            self.loop_stalls.append((now, lag))
 
     def arrive(self, kind: str, path: str) -> list[Any]:
         self.total += 1
@@ -217,6 +242,10 @@ class Stats:
             "max_in_any_1s": max_in_window(mono, 1.0),
             "max_accepted_in_any_1s": max_in_window(accepted, 1.0),
             "max_in_any_60s": max_in_window(mono, 60.0),
+            "loop_lag_max_s": round(self.loop_lag_max, 4),
+            "loop_stalls": len(self.loop_stalls),
+            "loop_stalled_s": round(sum(lag for _, lag in self.loop_stalls), 3),
+            "busiest_1s_stalled_s": round(_stalled_in_busiest(mono, self.loop_stalls), 3),
         }
         if include_log:
             out["requests"] = [{"arrival": e[0], "endpoint": e[1], "path": e[2], "status": e[3]} for e in self.log]

@@ -658,6 +658,7 @@ def run_big_load(
     section.add("requests ÷ rate (the bound)", "s", [bound])
     section.add("requests answered 429", "req", [run.by_status.get("429", 0)])
     section.add("most requests in any 1 s", "req", [run.stats.get("max_in_any_1s", 0)])
+    _add_loop_stalls(section, run.stats)
     ratio = section.add("DagRun ÷ bound", "×", [run.run_s / bound if bound else float("inf")])
     per = section.add("API requests per symbol", "req", [per_symbol])
     rss = Figure("peak RSS of a task process", "GiB", (peak_mib / GIB,))
@@ -693,6 +694,13 @@ def run_big_load(
     ]
     section.seconds = time.perf_counter() - t_section
     return section, run
+
+
+def _add_loop_stalls(section: Section, stats: dict[str, Any]) -> None:
+    """The simulator's own event-loop stalls: arrivals it stamped late, together, as a burst."""
+    section.add("simulator event-loop stalls ≥ 50 ms", "", [stats.get("loop_stalls", 0)])
+    section.add("simulator event loop stalled, in all", "s", [stats.get("loop_stalled_s", 0.0)])
+    section.add("simulator stalls in or just before the busiest 1 s", "s", [stats.get("busiest_1s_stalled_s", 0.0)])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -766,6 +774,8 @@ def run_refresh(
     section.add("bar requests (aggs + grouped daily)", "req", [bar_requests])
     section.add("requests ÷ rate (the bound)", "s", [bound])
     section.add("requests answered 429", "req", [run.by_status.get("429", 0)])
+    section.add("most requests in any 1 s", "req", [run.stats.get("max_in_any_1s", 0)])
+    _add_loop_stalls(section, run.stats)
     ratio = section.add("DagRun ÷ bound", "×", [run.run_s / bound if bound else float("inf")])
     run.add_span_figures(section)
     section.targets.append(

@@ -319,6 +319,9 @@ class LocalCluster(AirflowStack):
             del env[key]
         env.update(
             {
+                # Component logs are files (logs/<component>.log): written as they happen, not
+                # when a block buffer fills, so a tail or a test reads what has been done.
+                "PYTHONUNBUFFERED": "1",
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",

@@ -85,27 +85,10 @@ def load_batches(batches: XComArg) -> XComArg:
     job_id = job_id_of(batches)
 
     @task_group(group_id="load_batch", prefix_group_id=False)
-    def load_batch(
-        *,
-        symbols: Any,
-        timeframe: Any,
-        start: Any,
-        end: Any,
-        staging_key: Any,
-        adjusted: Any,
-        extended_hours: Any,
-        sessions: Any,
-    ) -> XComArg:
+    def load_batch(batch: Any) -> XComArg:
         fetched = MassiveBarsToStagingOperator(
             task_id="fetch_bars",
-            sessions=sessions,
-            symbols=symbols,
-            timeframe=timeframe,
-            start=start,
-            end=end,
-            staging_key=staging_key,
-            adjusted=adjusted,
-            extended_hours=extended_hours,
+            batch=batch,
             pool=MASSIVE_POOL,
             rate_limit=RATE_LIMIT_TEMPLATE,
             map_index_template=FETCH_MAP_INDEX_TEMPLATE,
@@ -114,7 +97,11 @@ def load_batches(batches: XComArg) -> XComArg:
         )
         return upsert_bars(fetched.output, job_id)
 
-    return load_batch.expand_kwargs(batches)
+    # One mapped argument, the whole batch: every argument of a mapped group is resolved by its
+    # own pull of the planner's entire list, so eight (symbols, timeframe, ...) were eight pulls
+    # of hundreds of KB per fetch through the API server (7-17 s of each fetch's start-up in a
+    # 5,000-symbol load on make cluster, and enough of its CPU to starve the request threads).
+    return load_batch.expand(batch=batches)
 
 
 def massive_hook(*, pool_size: int = 10):

@@ -180,6 +180,15 @@ def test_make_cluster_loads_on_both_workers_and_stops_on_sigterm(tmp_path):
         # not after the whole fetch map.
         first_upsert = min(start for task, _, start, _ in times if task == "upsert_bars")
         assert first_upsert < max(end for task, _, _, end in times if task == "fetch_bars")
+        # Each fetch resolves its batch with one pull of the planner's list from the API server
+        # (the group maps one argument, the whole batch); one group argument per field was one
+        # pull each, eight per fetch.
+        plan_pulls = [
+            line
+            for line in (state / "logs" / "api-server.log").read_text().splitlines()
+            if "method=GET" in line and f"/xcoms/universe_load/{run_id}/plan_load/return_value" in line
+        ]
+        assert len(plan_pulls) == len(queued["fetch_bars"]), plan_pulls
         # Both workers started warm: task processes fork from a worker that imported their modules.
         for index in (1, 2):
             worker_log = (state / "logs" / f"{worker_name(index)}.log").read_text()

@@ -61,6 +61,49 @@ def test_execute_stages_every_symbols_bars_and_returns_only_counters(massive_con
     assert [d for (d,) in dates] == SESSIONS
 
 
+def test_a_batch_sets_the_arguments_when_rendered(massive_conn, pg_conn):
+    batch = {
+        "symbols": ["SPY", "VUG"],
+        "timeframe": "day",
+        "start": START.isoformat(),
+        "end": END.isoformat(),
+        "staging_key": "manual__1|day|7",
+        "adjusted": True,
+        "extended_hours": False,
+        "sessions": None,
+    }
+    operator = MassiveBarsToStagingOperator(task_id="fetch_bars", batch=batch, max_attempts=3, retry_base_delay=0.01)
+    operator.render_template_fields(context={})
+    assert (operator.symbols, operator.timeframe, operator.staging_key) == (["SPY", "VUG"], "day", "manual__1|day|7")
+    result = operator.execute(context={})
+    assert result["bars"] == {"SPY": len(SESSIONS), "VUG": len(SESSIONS)}
+    assert result["staging_key"] == "manual__1|day|7"
+    assert _staged(pg_conn, "manual__1|day|7") == {"SPY": len(SESSIONS), "VUG": len(SESSIONS)}
+
+
+def test_without_a_batch_the_arguments_are_required():
+    with pytest.raises(ValueError, match=r"fetch_bars: give a batch, or start, end, staging_key"):
+        MassiveBarsToStagingOperator(task_id="fetch_bars", symbols=["SPY"], timeframe="day")
+
+
+@pytest.mark.parametrize(
+    ("batch", "problem"),
+    [
+        ({"symbols": ["SPY"], "timeframe": "day", "start": "2025-11-03", "end": "2025-12-02"}, "missing staging_key"),
+        (
+            {"symbols": ["SPY"], "timeframe": "day", "start": "2025-11-03", "end": "2025-12-02", "staging_key": "k",
+             "limit": 5},
+            "unknown limit",
+        ),
+    ],
+)  # fmt: skip
+def test_a_batch_with_unknown_or_missing_keys_fails_before_any_request(massive_conn, batch, problem):
+    operator = MassiveBarsToStagingOperator(task_id="fetch_bars", batch=batch)
+    with pytest.raises(ValueError, match=problem):
+        operator.execute(context={})
+    assert massive_conn.stats()["total"] == 0
+
+
 def test_a_failing_symbol_is_reported_and_the_rest_of_the_batch_is_staged(massive_conn, pg_conn):
     # One worker, so the first request (SPY's) is the one that meets the injected 503s.
     massive_conn.configure(fail_next_n=3, fail_next_status=503)

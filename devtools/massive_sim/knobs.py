@@ -156,28 +156,28 @@ class RateLimiter:
         return False
 
 
-def max_in_window(times: list[float], window: float) -> int:
-    """Largest number of timestamps in any half-open interval [t, t + window)."""
+def busiest_window(times: list[float], window: float) -> tuple[int, float | None]:
+    """The largest number of timestamps in any half-open interval [t, t + window), and its t."""
     ts = sorted(times)
-    best = 0
+    best, start = 0, None
     for i, t in enumerate(ts):
         j = bisect.bisect_left(ts, t + window, lo=i)
-        best = max(best, j - i)
-    return best
+        if j - i > best:
+            best, start = j - i, t
+    return best, start
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    """Largest number of timestamps in any half-open interval [t, t + window)."""
+    return busiest_window(times, window)[0]
 
 
 #: an event-loop wake-up this late is a stall: arrivals meanwhile are stamped together when it ends
 STALL_S = 0.05
 
 
-def _stalled_in_busiest(times: list[float], stalls: list[tuple[float, float]]) -> float:
-    """Seconds of loop stalls ending in (or up to 1 s before) the busiest 1-s window of ``times``."""
-    ts = sorted(times)
-    best, start = 0, None
-    for i, t in enumerate(ts):
-        j = bisect.bisect_left(ts, t + 1.0, lo=i)
-        if j - i > best:
-            best, start = j - i, t
+def _stalled_near(start: float | None, stalls: list[tuple[float, float]]) -> float:
+    """Seconds of loop stalls ending in (or up to 1 s before) the 1-s window starting at ``start``."""
     if start is None:
         return 0.0
     return sum(lag for end, lag in stalls if start - 1.0 <= end < start + 1.0)
@@ -231,6 +231,7 @@ class Stats:
         arrivals = [e[0] for e in self.log]
         # Windows are measured on the monotonic clock the rate limiter uses, so they agree with it.
         mono = [e[4] for e in self.log]
+        busiest, busiest_start = busiest_window(mono, 1.0)
         accepted = [e[4] for e in self.log if e[3] is not None and e[3] != 429]
         out: dict[str, Any] = {
             "total": self.total,
@@ -239,13 +240,13 @@ class Stats:
             "by_endpoint_status": {k: dict(v) for k, v in self.by_endpoint_status.items()},
             "in_flight": self.in_flight,
             "arrivals": arrivals,
-            "max_in_any_1s": max_in_window(mono, 1.0),
+            "max_in_any_1s": busiest,
             "max_accepted_in_any_1s": max_in_window(accepted, 1.0),
             "max_in_any_60s": max_in_window(mono, 60.0),
             "loop_lag_max_s": round(self.loop_lag_max, 4),
             "loop_stalls": len(self.loop_stalls),
             "loop_stalled_s": round(sum(lag for _, lag in self.loop_stalls), 3),
-            "busiest_1s_stalled_s": round(_stalled_in_busiest(mono, self.loop_stalls), 3),
+            "busiest_1s_stalled_s": round(_stalled_near(busiest_start, self.loop_stalls), 3),
         }
         if include_log:
             out["requests"] = [{"arrival": e[0], "endpoint": e[1], "path": e[2], "status": e[3]} for e in self.log]

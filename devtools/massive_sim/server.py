@@ -281,7 +281,7 @@ class Simulator:
         r.add_get("/_sim/stats", self._get_stats)
         r.add_route("*", "/{tail:(?!_sim/).*}", self.api("other", self.not_found))
         app.on_startup.append(self._start_loop_watch)
-        app.on_cleanup.append(self._stop_bodies)
+        app.on_cleanup.append(self._on_cleanup)
         return app
 
     async def _start_loop_watch(self, app: web.Application) -> None:
@@ -302,7 +302,8 @@ class Simulator:
             now = time.monotonic()
             self.stats.loop_lag(now, now - before - tick)
 
-    async def _stop_bodies(self, app: web.Application) -> None:
+    async def _on_cleanup(self, app: web.Application) -> None:
+        """Stop the loop watch and the body builder."""
         watch = getattr(self, "_loop_watch", None)
         if watch is not None:
             watch.cancel()

@@ -97,10 +97,7 @@ def load_batches(batches: XComArg) -> XComArg:
         )
         return upsert_bars(fetched.output, job_id)
 
-    # One mapped argument, the whole batch: every argument of a mapped group is resolved by its
-    # own pull of the planner's entire list, so eight (symbols, timeframe, ...) were eight pulls
-    # of hundreds of KB per fetch through the API server (7-17 s of each fetch's start-up in a
-    # 5,000-symbol load on make cluster, and enough of its CPU to starve the request threads).
+    # One mapped argument, the whole batch (why: MassiveBarsToStagingOperator's ``batch``).
     return load_batch.expand(batch=batches)
 
 

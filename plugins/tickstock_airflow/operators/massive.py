@@ -187,8 +187,9 @@ def grouped_bars(
                 future.cancel()
 
 
-#: What a planned batch maps (:meth:`MassiveBarsToStagingOperator._apply_batch`); the first five are required.
-BATCH_KEYS = ("symbols", "timeframe", "start", "end", "staging_key", "adjusted", "extended_hours", "sessions")
+#: What a planned batch maps (:meth:`MassiveBarsToStagingOperator._apply_batch`), required keys first.
+REQUIRED_BATCH_KEYS = ("symbols", "timeframe", "start", "end", "staging_key")
+BATCH_KEYS = (*REQUIRED_BATCH_KEYS, "adjusted", "extended_hours", "sessions")
 
 
 class MassiveBarsToStagingOperator(BaseOperator):
@@ -228,8 +229,8 @@ class MassiveBarsToStagingOperator(BaseOperator):
     :param retry_base_delay: first backoff in seconds (429 backoff starts at twice this)
     """
 
-    # adjusted and extended_hours too: in a mapped task group every argument arrives as a
-    # reference to the batch that rendering resolves.
+    # ``batch`` first: in a mapped task group it arrives as a reference that rendering resolves,
+    # and the arguments it sets are then shown rendered like the others.
     template_fields: Sequence[str] = (
         "batch",
         "symbols",
@@ -267,7 +268,7 @@ class MassiveBarsToStagingOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        required = dict(zip(BATCH_KEYS, (symbols, timeframe, start, end, staging_key), strict=False))
+        required = dict(zip(REQUIRED_BATCH_KEYS, (symbols, timeframe, start, end, staging_key), strict=True))
         if batch is None and (missing := [name for name, value in required.items() if value is None]):
             raise ValueError(f"{self.task_id}: give a batch, or {', '.join(missing)}")
         self.batch = batch
@@ -314,7 +315,7 @@ class MassiveBarsToStagingOperator(BaseOperator):
         problems = []
         if unknown := sorted(set(batch) - set(BATCH_KEYS)):
             problems.append(f"unknown {', '.join(unknown)}")
-        if missing := [name for name in BATCH_KEYS[:5] if batch.get(name) is None]:
+        if missing := [name for name in REQUIRED_BATCH_KEYS if batch.get(name) is None]:
             problems.append(f"missing {', '.join(missing)}")
         if problems:
             raise ValueError(f"{self.task_id}: a batch maps {', '.join(BATCH_KEYS)}: {'; '.join(problems)}")

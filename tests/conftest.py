@@ -81,11 +81,13 @@ def schema(service_urls: services.ServiceUrls) -> None:
 @pytest.fixture
 def pg_conn(service_urls: services.ServiceUrls, schema: None) -> Iterator[psycopg.Connection]:
     """A connection to the test database at the schema head, every table empty."""
+    from tickstock.staging import clear_all_staged
     from tickstock.timeframes import OHLCV_TABLES
 
     with psycopg.connect(service_urls.postgres_url, autocommit=True) as conn:
         tables = ", ".join(["symbols", *(t.table for t in OHLCV_TABLES.values())])
-        conn.execute(f"TRUNCATE {tables}, ohlcv_staging, split_watermark, adjustment_basis, split_reloads")
+        conn.execute(f"TRUNCATE {tables}, split_watermark, adjustment_basis, split_reloads")
+        clear_all_staged(conn)
         yield conn
 
 

@@ -256,12 +256,13 @@ def reset_load_tables(postgres_url: str) -> None:
     import psycopg
 
     from tickstock.schema import upgrade
+    from tickstock.staging import clear_all_staged
     from tickstock.timeframes import OHLCV_TABLES
 
     upgrade(postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        tables = ", ".join(["symbols", "ohlcv_staging", *(t.table for t in OHLCV_TABLES.values())])
-        conn.execute(f"TRUNCATE {tables}")
+        conn.execute(f"TRUNCATE {', '.join(['symbols', *(t.table for t in OHLCV_TABLES.values())])}")
+        clear_all_staged(conn)
         conn.execute("CHECKPOINT")
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from tickstock.bars import Bar
-from tickstock.staging import load_key, merge_staged, stage_bars
+from tickstock.staging import clear_all_staged, load_key, merge_staged, stage_bars
 from tickstock.timeframes import Timeframe
 from tickstock_dev.bench_report import Section, Target, ratios
 
@@ -143,30 +143,43 @@ def _timed(conn: psycopg.Connection, work: Callable[[], object]) -> tuple[float,
     return time.perf_counter() - t0, out
 
 
-def _explain_merge(conn: psycopg.Connection, batch: list[Bar]) -> list[str]:
-    """EXPLAIN ANALYZE of one fresh batch's merge (rolled back): where the server spends the merge."""
+def _explain_merge(conn: psycopg.Connection, batch: list[Bar]) -> dict[str, list[str]]:
+    """EXPLAIN ANALYZE of one batch's merge statements (rolled back): where the server spends the merge.
+
+    ``fresh``: the batch's INSERT into the emptied table (``merge_fresh.sql``); ``re-upsert``: the
+    read-only comparison with the stored rows that a rerun stops at (``merge_compare.sql``).
+    """
     from psycopg import sql
 
-    from tickstock.staging import merge_statement
+    from tickstock.sqlfiles import read_sql
+    from tickstock.staging import merge_formats
 
     key = load_key("bench-explain", Timeframe.DAY, 0)
-    statement = merge_statement(conn, Timeframe.DAY)
-    conn.execute("TRUNCATE ohlcv_daily, ohlcv_staging")
+    conn.execute("TRUNCATE ohlcv_daily")
     stage_bars(conn, key, batch, timeframe=Timeframe.DAY)
-    rows: list[str] = []
-    try:
-        with conn.transaction():
-            conn.execute("SET LOCAL enable_seqscan = off")  # as merge_staged plans it
-            conn.execute("SET LOCAL enable_nestloop = off")
-            plan = conn.execute(
-                sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ") + statement, {"load_key": key}
-            ).fetchall()
-            rows = [r[0] for r in plan]
-            raise _Rollback
-    except _Rollback:
-        pass
-    conn.execute("TRUNCATE ohlcv_staging")
-    return rows
+    formats = merge_formats(conn, Timeframe.DAY, key)
+    symbols = sorted({b.symbol for b in batch})
+    params = {"symbols": symbols, "first": min(b.period for b in batch), "last": max(b.period for b in batch)}
+    plans: dict[str, list[str]] = {}
+    for name, sql_file, merged_first in (
+        ("fresh", "dml/merge_fresh.sql", False),
+        ("re-upsert", "dml/merge_compare.sql", True),
+    ):
+        if merged_first:
+            merge_staged(conn, key, Timeframe.DAY)
+        statement = sql.SQL(read_sql(sql_file)).format(**formats)
+        try:
+            with conn.transaction():
+                conn.execute("SET LOCAL enable_seqscan = off")  # as merge_staged plans it
+                conn.execute("SET LOCAL enable_nestloop = off")
+                explain = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ") + statement
+                plans[name] = [r[0] for r in conn.execute(explain, params).fetchall()]
+                raise _Rollback
+        except _Rollback:
+            pass
+    conn.execute("TRUNCATE ohlcv_daily")
+    clear_all_staged(conn)
+    return plans
 
 
 class _Rollback(Exception):
@@ -174,15 +187,22 @@ class _Rollback(Exception):
 
 
 def run(
-    postgres_url: str, *, rows: int, runs: int, symbols_per_batch: int = 50, profile: bool = True, log=print
+    postgres_url: str, *, rows: int, runs: int, symbols_per_batch: int | None = None, profile: bool = True, log=print
 ) -> Section:
-    """Measure raw COPY, fresh upsert and full re-upsert, interleaved, ``runs`` times."""
+    """Measure raw COPY, fresh upsert and full re-upsert, interleaved, ``runs`` times.
+
+    ``symbols_per_batch`` defaults to what ``universe_load`` picks for a day-bar load of that many
+    symbols (:func:`tickstock.plan.auto_batch_size`).
+    """
     import os
 
+    from tickstock.plan import auto_batch_size
     from tickstock.schema import upgrade
     from tickstock_dev import bench_profile
 
     t_section = time.perf_counter()
+    if symbols_per_batch is None:
+        symbols_per_batch = auto_batch_size(-(-rows // SESSIONS_PER_YEAR), 1)
     batches = synthetic_daily_bars(rows, symbols_per_batch)
     n_rows = sum(len(b) for b in batches)
     copy_rates, fresh_rates, again_rates, overlapped_rates = [], [], [], []
@@ -193,7 +213,8 @@ def run(
         conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
         conn.execute(f"CREATE TABLE {COPY_TABLE} (LIKE ohlcv_daily INCLUDING ALL)")
         for r in range(runs):
-            conn.execute(f"TRUNCATE {COPY_TABLE}, ohlcv_daily, ohlcv_staging")
+            conn.execute(f"TRUNCATE {COPY_TABLE}, ohlcv_daily")
+            clear_all_staged(conn)
             t_copy, _ = _timed(conn, lambda: _raw_copy(conn, batches))
             if profile and r == runs - 1:
                 with bench_profile.record(os.getpid(), rate=100) as profiles:
@@ -223,9 +244,9 @@ def run(
                 f"  run {r + 1}/{runs}: COPY {n_rows / t_copy:,.0f} rows/s, upsert fresh {n_rows / t_fresh:,.0f}, "
                 f"re-upsert {n_rows / t_again:,.0f}, fresh overlapped {n_rows / t_overlap:,.0f}"
             )
-        plan = _explain_merge(conn, batches[0])
+        plans = _explain_merge(conn, batches[0])
         conn.execute(f"DROP TABLE {COPY_TABLE}")
-        conn.execute("TRUNCATE ohlcv_daily, ohlcv_staging")
+        conn.execute("TRUNCATE ohlcv_daily")
 
     section = Section("1", "Bulk upsert vs raw COPY")
     section.method = [
@@ -235,10 +256,12 @@ def run(
         "",
         f"- **raw COPY**: all rows in one `COPY … FROM STDIN` into `{COPY_TABLE}` "
         "(`LIKE ohlcv_daily INCLUDING ALL`: same columns, primary key and defaults; empty). The physical limit.",
-        "- **upsert, fresh rows**: the project's path, `stage_bars` (COPY into UNLOGGED `ohlcv_staging`) then "
-        f"`merge_staged` (one transaction: compare, then plain `INSERT` of new keys and `UPDATE` of changed rows), "
-        "one staging key per batch of "
-        f"{symbols_per_batch} symbols ({len(batches)} batches) as `universe_load` maps them, into the emptied "
+        "- **upsert, fresh rows**: the project's path, `stage_bars` (`COPY … FREEZE` into the batch's own UNLOGGED "
+        "table, no index) then `merge_staged` (one transaction: probe the key range; a batch with nothing stored "
+        "is inserted as it is, any other compared first, then plain `INSERT` of new keys and `UPDATE` of changed "
+        "rows), one staging key per batch of "
+        f"{symbols_per_batch} symbols ({len(batches)} batches, the size `universe_load` picks for a day-bar load "
+        "of this many symbols), into the emptied "
         "`ohlcv_daily`.",
         "- **re-upsert**: the same again onto the full table: every row offered, none written "
         "(`WHERE … IS DISTINCT FROM`), as a rerun or nightly refresh does.",
@@ -258,9 +281,9 @@ def run(
     section.add("ratio fresh overlapped / COPY", "×", ratios(overlapped_rates, copy_rates))
     section.targets.append(Target("upsert (fresh) vs COPY", ">= 0.5 of COPY", fresh_ratio, fresh_ratio.median >= 0.5))
     section.targets.append(Target("re-upsert vs COPY", ">= 0.5 of COPY", again_ratio, again_ratio.median >= 0.5))
-    if plan:
+    for name, plan in plans.items():
         section.notes += [
-            f"Server side of one fresh merge ({len(batches[0]):,} rows), `EXPLAIN (ANALYZE, BUFFERS)`, rolled back:",
+            f"Server side of one {name} merge ({len(batches[0]):,} rows), `EXPLAIN (ANALYZE, BUFFERS)`, rolled back:",
             "",
             "```",
             *plan,

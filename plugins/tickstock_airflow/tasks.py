@@ -2,7 +2,7 @@
 
 Each task is a thin adapter: it builds hooks from connection ids, calls the Airflow-free domain
 code in ``include/tickstock`` and returns a small JSON result. Heavy data never crosses XCom:
-bars travel through the staging table, XComs carry keys and counters.
+bars travel through staged batches in TickStock's database, XComs carry keys and counters.
 """
 
 from __future__ import annotations
@@ -493,8 +493,8 @@ def finish_job(
         raise AirflowFailException(f"{planner} published no plan (it failed; its job status says why)")
     outcome = context["ti"].xcom_pull(task_ids="check_bar_counts", key="outcome")
     upserts = mapped_results(upserts)
-    # Merged batches keep their staged rows until now (a retried upsert needs them); a failed
-    # batch keeps them for a cleared re-run, or until purge_stale_staging.
+    # Merged batches stay staged until now (a retried upsert needs them); a failed batch stays
+    # staged for a cleared re-run, or until purge_stale_staging.
     with pg_connection() as conn:
         cleared = clear_staged(conn, [result["staging_key"] for result in upserts])
     log.info("Cleared %d staged bars of %d merged batches", cleared, len(upserts))

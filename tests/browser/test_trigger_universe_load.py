@@ -136,10 +136,12 @@ def _task_states(api: AirflowApi, run_id: str) -> list[str]:
 @pytest.fixture
 def tables(pg_conn):
     """The emptied TickStock tables, emptied again afterwards: later tests expect them empty."""
+    from tickstock.staging import clear_all_staged
     from tickstock.timeframes import OHLCV_TABLES
 
     yield pg_conn
-    pg_conn.execute(f"TRUNCATE symbols, {', '.join(t.table for t in OHLCV_TABLES.values())}, ohlcv_staging")
+    pg_conn.execute(f"TRUNCATE symbols, {', '.join(t.table for t in OHLCV_TABLES.values())}")
+    clear_all_staged(pg_conn)
 
 
 def test_trigger_universe_load_from_the_ui(airflow_stack: AirflowInfo, tables) -> None:

@@ -1,9 +1,9 @@
 """MassiveBarsToStagingOperator: fetch one timeframe for a batch of symbols and stage the bars.
 
-The bars go to the ``ohlcv_staging`` table (COPY, one transaction per batch, replaced on retry),
-not to XCom: a batch of 50 symbols x 5 years of day bars is megabytes, and the metadata database
-is the wrong place for it. The task returns only counters and reasons; the upsert task merges the
-staged rows by ``staging_key``.
+The bars go to a staged batch, an UNLOGGED table of the batch's own (COPY, one transaction per
+batch, replaced on retry; ``tickstock.staging``), not to XCom: a batch of 50 symbols x 5 years
+of day bars is megabytes, and the metadata database is the wrong place for it. The task returns
+only counters and reasons; the upsert task merges the staged batch by ``staging_key``.
 
 The hook module is imported when the task runs, not with this module: DAG files import this
 one to build their maps, and the hook's http stack (HttpHook, aiohttp) would cost every DAG
@@ -214,14 +214,13 @@ class MassiveBarsToStagingOperator(BaseOperator):
     :param timeframe: hour, day, week or month (templated)
     :param start: first date, America/New_York (templated; ``date`` or ``YYYY-MM-DD``)
     :param end: last date, inclusive (templated)
-    :param staging_key: key of this batch's rows in ``ohlcv_staging`` (templated); re-running the
-        task replaces them
+    :param staging_key: key of this batch's staged bars (templated); re-running the task replaces them
     :param adjusted: split-adjusted prices (templated)
     :param extended_hours: keep pre-market and after-hours hourly bars (templated)
     :param sessions: the sessions (``YYYY-MM-DD``) of a grouped-daily batch (templated); ``None``
         fetches each symbol's range from Custom Bars
     :param massive_conn_id: Massive connection (base URL + API key as password)
-    :param postgres_conn_id: database holding ``ohlcv_staging``
+    :param postgres_conn_id: TickStock database, where the batch is staged
     :param redis_conn_id: Redis holding the shared rate budget (used only with ``rate_limit``)
     :param rate_limit: shared request budget such as ``"100/s"`` or ``"5/min"``; ``None`` = none
     :param max_workers: symbols fetched at once by this task (threads sharing one HTTP pool)

@@ -184,9 +184,9 @@ def assert_loaded_exactly(cluster: LocalCluster, symbols: list[str], run_id: str
     assert duplicate_keys(info.postgres_url) == dict.fromkeys((t.table for t in OHLCV_TABLES.values()), 0)
     with psycopg.connect(info.postgres_url) as conn:
         left = conn.execute(
-            "SELECT count(*) FROM ohlcv_staging WHERE starts_with(load_key, %s)", (f"{run_id}|",)
+            "SELECT count(*) FROM ohlcv_staging_batches WHERE starts_with(load_key, %s)", (f"{run_id}|",)
         ).fetchone()[0]
-    assert left == 0, f"{left} staged rows of {run_id} left"
+    assert left == 0, f"{left} staged batches of {run_id} left"
     status = JobStatusStore(redis.Redis.from_url(info.redis_url, decode_responses=True)).get(job_id)
     assert status is not None
     per_timeframe = {tf: w.expected_count * len(symbols) for tf, w in windows.items()}

@@ -136,6 +136,7 @@ def test_upgrade_of_an_empty_database_is_exactly_the_create_table_files(new_data
         for table in OHLCV_TABLES.values():
             conn.execute(ohlcv_table_ddl(table))
         conn.execute(read_sql("ddl/splits.sql"))  # revision 0002
+        conn.execute(read_sql("ddl/staging_batches.sql"))  # revision 0004: batch tables, not ohlcv_staging
     with psycopg.connect(upgraded) as a, psycopg.connect(created) as b:
         schema_a = catalog(a)
         schema_b = catalog(b)
@@ -256,6 +257,55 @@ def test_downgrade_removes_exactly_what_the_upgrade_added(variant, new_database,
     if variant:
         assert _all_rows(url) == rows_before  # the user's rows, not even rewritten
     assert upgrade(url).after == head_revision()  # and it can be upgraded again
+
+
+def test_0004_moves_rows_staged_in_the_shared_table_to_batch_tables_and_its_downgrade_moves_them_back(new_database):
+    from datetime import UTC, date, datetime
+
+    from tickstock.bars import Bar
+    from tickstock.staging import merge_staged, stage_bars, staged_counts
+
+    url = new_database("staging_0004")
+    upgrade(url, revision="0003")
+    values = "1, 2, 0.5, 1.5, 10"
+    with psycopg.connect(url, autocommit=True) as conn:  # batches a run staged before the upgrade
+        conn.execute(
+            "INSERT INTO ohlcv_staging (load_key, symbol, period, open, high, low, close, volume) VALUES "
+            f"('r|day|0', 'SPY', '2025-12-01', {values}), ('r|day|0', 'SPY', '2025-12-02', {values}), "
+            f"('r|day|0', 'QQQ', '2025-12-01', {values}), ('r|day|1', 'VUG', '2025-12-01', {values})"
+        )
+        conn.execute(
+            "INSERT INTO ohlcv_staging (load_key, symbol, bar_start, open, high, low, close, volume) "
+            f"VALUES ('r|hour|0', 'SPY', '2025-12-01T14:00:00Z', {values})"
+        )
+    upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('ohlcv_staging')").fetchone() == (None,)
+        assert staged_counts(conn, "r|day|0") == {"SPY": 2, "QQQ": 1}
+        assert merge_staged(conn, "r|day|0", "day").inserted == {"SPY": 2, "QQQ": 1}
+        assert merge_staged(conn, "r|hour|0", "hour").inserted == {"SPY": 1}
+        start = datetime(2025, 12, 3, 5, tzinfo=UTC)
+        bar = Bar(
+            "SCHG", Timeframe.DAY, start, date(2025, 12, 3), *(Decimal(v) for v in ("1", "2", "0.5", "1.5", "10"))
+        )
+        stage_bars(conn, "r2|day|0", [bar], timeframe="day")  # staged after the upgrade
+    assert downgrade(url, "0003").after == "0003"
+    with psycopg.connect(url) as conn:
+        moved_back = conn.execute(
+            "SELECT load_key, symbol, bar_start, period, close FROM ohlcv_staging ORDER BY 1, 2, 4"
+        ).fetchall()
+        left = conn.execute(
+            r"SELECT count(*) FROM pg_class WHERE relname LIKE 'ohlcv\_staged%' OR relname = 'ohlcv_staging_batches'"
+        ).fetchone()
+    assert moved_back == [
+        ("r2|day|0", "SCHG", None, date(2025, 12, 3), Decimal("1.5")),
+        ("r|day|0", "QQQ", None, date(2025, 12, 1), Decimal("1.5")),
+        ("r|day|0", "SPY", None, date(2025, 12, 1), Decimal("1.5")),
+        ("r|day|0", "SPY", None, date(2025, 12, 2), Decimal("1.5")),
+        ("r|day|1", "VUG", None, date(2025, 12, 1), Decimal("1.5")),
+        ("r|hour|0", "SPY", datetime(2025, 12, 1, 14, tzinfo=UTC), None, Decimal("1.5")),
+    ]
+    assert left == (0,)
 
 
 def test_duplicate_keys_stop_the_upgrade_naming_the_table_and_change_nothing(brownfield, catalog):

@@ -11,12 +11,15 @@ import pytest
 
 from tickstock.bars import Bar
 from tickstock.staging import (
+    VALUE_COLUMNS,
     DuplicateStagedBars,
     clear_staged,
     load_key,
     merge_staged,
     purge_stale_staging,
     stage_bars,
+    staged_counts,
+    staged_table,
 )
 from tickstock.timeframes import Timeframe
 
@@ -56,7 +59,7 @@ def test_stage_then_merge_inserts_then_rerun_changes_nothing_then_new_values_upd
         ("SCHG", date(2025, 12, 2), Decimal("101.5"), Decimal("1029145")),
         ("VUG", date(2025, 12, 1), Decimal("101.5"), Decimal("1029145")),
     ]
-    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (3,)  # kept until the run ends
+    assert staged_counts(pg_conn, key) == {"SCHG": 2, "VUG": 1}  # kept until the run ends
 
     stage_bars(pg_conn, key, bars, timeframe="day")
     again = merge_staged(pg_conn, key, Timeframe.DAY)
@@ -82,7 +85,9 @@ def test_a_merge_repeated_after_it_committed_reports_the_same_bars_and_clear_rem
     other = load_key("manual__5", "day", 0)
     stage_bars(pg_conn, other, [_day_bar("QQQ", 1)], timeframe="day")
     assert clear_staged(pg_conn, [key]) == 3
-    assert pg_conn.execute("SELECT DISTINCT load_key FROM ohlcv_staging").fetchall() == [(other,)]
+    assert pg_conn.execute("SELECT load_key FROM ohlcv_staging_batches").fetchall() == [(other,)]
+    assert staged_counts(pg_conn, key) is None
+    assert pg_conn.execute("SELECT to_regclass(%s)", (staged_table(key),)).fetchone() == (None,)  # dropped
     assert clear_staged(pg_conn, []) == 0
 
 
@@ -100,7 +105,7 @@ def test_hourly_bars_are_keyed_by_their_instant_and_a_duplicate_is_refused_losin
     stage_bars(pg_conn, key, [bar, bar], timeframe="hour")  # tickstock.bars never returns this
     with pytest.raises(DuplicateStagedBars, match=r"staged batch manual__3\|hour\|0 holds the same timestamp twice"):
         merge_staged(pg_conn, key, Timeframe.HOUR)
-    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (2,)  # still staged
+    assert staged_counts(pg_conn, key) == {"SPY": 2}  # still staged
     assert pg_conn.execute("SELECT count(*) FROM ohlcv_hourly").fetchone() == (0,)
 
     stage_bars(pg_conn, key, [bar], timeframe="hour")  # the retried fetch
@@ -160,21 +165,44 @@ def test_a_key_a_concurrent_load_inserts_during_the_merge_is_merged_again_with_o
     ]
 
 
-def test_a_staged_row_carries_its_key_from_the_transaction_setting_not_from_every_row(pg_conn):
-    stage_bars(pg_conn, load_key("r0", "day", 0), [_day_bar("SPY", 1)], timeframe="day")
-    assert pg_conn.execute("SELECT load_key, bar_start, period FROM ohlcv_staging").fetchall() == [
-        ("r0|day|0", None, date(2025, 12, 1))
-    ]
-    # without the setting (this session has seen it, so it reads '' now) a row names no key: refused
-    copy_sql = "COPY ohlcv_staging (symbol, period, open, high, low, close, volume) FROM STDIN"
-    with (
-        pytest.raises(psycopg.errors.NotNullViolation, match='"load_key"'),
-        pg_conn.transaction(),
-        pg_conn.cursor() as cur,
-        cur.copy(copy_sql) as copy,
-    ):
-        copy.write_row(("SPY", date(2025, 12, 2), 1, 1, 1, 1, 1))
-    assert pg_conn.execute("SELECT count(*) FROM ohlcv_staging").fetchone() == (1,)
+def test_a_batch_is_an_unlogged_table_of_its_own_without_index_and_listed_with_its_counts(pg_conn):
+    key = load_key("r0", "day", 0)
+    stage_bars(pg_conn, key, [_day_bar("SPY", 1), _day_bar("SPY", 2), _day_bar("QQQ", 1)], timeframe="day")
+    table = staged_table(key)
+    assert table.startswith("ohlcv_staged_")
+    assert len(table) <= 63
+    persistence, indexes = pg_conn.execute(
+        "SELECT relpersistence, relhasindex FROM pg_class WHERE relname = %s", (table,)
+    ).fetchone()
+    assert (persistence, indexes) == ("u", False)
+    columns = pg_conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 ORDER BY attnum", (table,)
+    ).fetchall()
+    assert [c for (c,) in columns] == ["symbol", "period", *VALUE_COLUMNS]
+    listed = pg_conn.execute(
+        "SELECT staged_table, bars, offered, keys_ascending FROM ohlcv_staging_batches WHERE load_key = %s", (key,)
+    ).fetchone()
+    assert listed == (table, 3, {"SPY": 2, "QQQ": 1}, True)
+    # keys out of order (grouped daily stages session by session) are recorded so: the merge checks them
+    stage_bars(pg_conn, key, [_day_bar("SPY", 2), _day_bar("SPY", 1)], timeframe="day")
+    assert pg_conn.execute("SELECT keys_ascending FROM ohlcv_staging_batches").fetchone() == (False,)
+    assert merge_staged(pg_conn, key, "day").inserted == {"SPY": 2}
+
+
+def test_a_batch_emptied_by_a_crash_merges_nothing_and_says_so(pg_conn, caplog):
+    # A crash resets every unlogged table to empty; the (logged) registry still lists the batch.
+    key = load_key("r9", "day", 0)
+    stage_bars(pg_conn, key, [_day_bar("SPY", 1), _day_bar("SPY", 2)], timeframe="day")
+    pg_conn.execute(f"TRUNCATE {staged_table(key)}")  # what crash recovery does to an unlogged table
+    with caplog.at_level(logging.WARNING, logger="tickstock.staging"):
+        result = merge_staged(pg_conn, key, "day")
+    assert (result.staged, result.inserted) == ({}, {})  # the upsert task refuses this for a fetched batch
+    assert f"Staged batch {key} holds 0 of the 2 bars staged" in caplog.text
+    assert _rows(pg_conn) == []
+
+
+def test_a_key_never_staged_merges_nothing(pg_conn):
+    assert merge_staged(pg_conn, load_key("r8", "day", 0), "day").staged == {}
 
 
 def test_other_load_keys_are_untouched_and_stale_rows_are_purged(pg_conn):
@@ -182,7 +210,9 @@ def test_other_load_keys_are_untouched_and_stale_rows_are_purged(pg_conn):
     stage_bars(pg_conn, load_key("r2", "day", 0), [_day_bar("QQQ", 1)], timeframe="day")
     merge_staged(pg_conn, load_key("r1", "day", 0), "day")
     clear_staged(pg_conn, [load_key("r1", "day", 0)])
-    assert pg_conn.execute("SELECT symbol FROM ohlcv_staging").fetchall() == [("QQQ",)]
+    assert staged_counts(pg_conn, load_key("r2", "day", 0)) == {"QQQ": 1}
     assert purge_stale_staging(pg_conn, "1 hour") == 0
-    pg_conn.execute("UPDATE ohlcv_staging SET staged_at = now() - interval '2 days'")
+    pg_conn.execute("UPDATE ohlcv_staging_batches SET staged_at = now() - interval '2 days'")
     assert purge_stale_staging(pg_conn) == 1
+    assert staged_counts(pg_conn, load_key("r2", "day", 0)) is None
+    assert pg_conn.execute(r"SELECT count(*) FROM pg_class WHERE relname LIKE 'ohlcv\_staged\_%'").fetchone() == (0,)

@@ -9,7 +9,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException
 
 from tickstock import calendar
-from tickstock.staging import merge_staged
+from tickstock.staging import merge_staged, staged_counts
 from tickstock_airflow.hooks.massive import MassiveAuthError
 from tickstock_airflow.operators.massive import MassiveBarsToStagingOperator, normalise_symbols
 
@@ -34,11 +34,7 @@ def _operator(**kwargs) -> MassiveBarsToStagingOperator:
 
 
 def _staged(pg_conn, key: str) -> dict[str, int]:
-    rows = pg_conn.execute(
-        "SELECT symbol, count(*) FROM ohlcv_staging WHERE load_key = %s GROUP BY symbol ORDER BY symbol",
-        [key],
-    ).fetchall()
-    return dict(rows)
+    return dict(staged_counts(pg_conn, key) or {})
 
 
 def test_execute_stages_every_symbols_bars_and_returns_only_counters(massive_conn, pg_conn):

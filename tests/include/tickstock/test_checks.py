@@ -81,3 +81,26 @@ def test_a_per_symbol_since_date_bounds_expectations(pg_conn):
     _insert(pg_conn, "ohlcv_daily", "date", "SPY", [d for d in day.expected if d >= date(2025, 11, 24)])
     counts = count_bars(pg_conn, day, ["SPY"], since={"SPY": date(2025, 11, 24)})
     assert counts == [SymbolCount("SPY", "day", 4, 4, 0, 0)]
+
+
+def test_bars_outside_a_listing_are_unexpected_not_present(pg_conn):
+    """Bars stored before a symbol's list date or after its delisting do not count as present."""
+    day = _windows()[Timeframe.DAY]
+    register_symbols(
+        pg_conn,
+        [
+            symbol_row("NEWCO", {"name": "NewCo", "list_date": "2025-10-15", "active": True}),
+            symbol_row("GONE", {"name": "Gone", "active": False, "delisted_utc": "2025-10-01T20:00:00Z"}),
+        ],
+    )
+    for symbol in ("NEWCO", "GONE", "SPY"):
+        _insert(pg_conn, "ohlcv_daily", "date", symbol, day.expected)
+    counts = {c.symbol: c for c in count_bars(pg_conn, day, ["GONE", "NEWCO", "SPY"])}
+    before_listing = sum(1 for d in day.expected if d < date(2025, 10, 15))
+    through_delisting = sum(1 for d in day.expected if d <= date(2025, 10, 1))
+    assert counts["NEWCO"] == SymbolCount("NEWCO", "day", 32, 32, before_listing, 0)
+    assert counts["GONE"] == SymbolCount(
+        "GONE", "day", through_delisting, through_delisting, len(day.expected) - through_delisting, 0
+    )
+    assert counts["SPY"] == SymbolCount("SPY", "day", len(day.expected), len(day.expected), 0, 0)
+    assert [c.symbol for c in evaluate(list(counts.values())).unexpected] == ["GONE", "NEWCO"]

@@ -32,6 +32,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import logging
 import os
@@ -280,8 +281,14 @@ def alembic_config(*, dsn: str | None = None, hypertables: bool = False, output:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
-    """Return the single head revision of the migrations in this package."""
+    """Return the single head revision of the migrations in this package.
+
+    Cached: the package's migrations do not change while a process runs, and reading them
+    (Alembic imports and loads every revision file) cost ``plan_load`` about a second on a busy
+    worker. The Celery workers compute it before they fork (:mod:`tickstock_airflow.celery_config`).
+    """
     from alembic.script import ScriptDirectory
 
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()

@@ -6,7 +6,12 @@ inherited for nothing; what it did not, every task process imports again. TickSt
 the NYSE calendar, and ``exchange_calendars`` pulls in pandas and numpy: 6-9 s per task process on
 two busy cores, paid by ``plan_load``, every hourly ``fetch_bars`` and the check, i.e. several times
 on the critical path of the smallest job. So the worker imports the task modules and builds the
-calendar once, when it starts.
+calendar once, when it starts. Two more things every task process otherwise redoes are done then
+too (profiled on ``make cluster``, eight task processes starting at once on 2 cores): loading
+Airflow's plugins folder, which the task runner's listener manager walks and imports afresh in
+each process (0.2-0.75 s per task instance), and reading the migrations for the schema's head
+revision (about 1 s of ``plan_load``). Like the imports, both are read once per worker start:
+restart the workers after changing ``plugins/`` or the migrations, as after any deploy.
 
 Point ``[celery] celery_config_options`` at :data:`CELERY_CONFIG` (``make cluster`` and the compose
 file do). The preload runs on Celery's ``worker_init`` signal, which fires in the worker's main
@@ -57,13 +62,19 @@ CELERY_CONFIG: dict[str, Any] = {**DEFAULT_CELERY_CONFIG}
 
 
 def preload() -> float:
-    """Import :data:`PRELOAD_MODULES` and build the NYSE calendar; return the seconds it took."""
+    """Import :data:`PRELOAD_MODULES`, load the plugins, build the NYSE calendar and read the
+    schema's head revision; return the seconds it took."""
     started = time.perf_counter()
     for name in PRELOAD_MODULES:
         importlib.import_module(name)
-    from tickstock.calendar import nyse
+    from airflow.sdk.plugins_manager import integrate_macros_plugins
 
+    from tickstock.calendar import nyse
+    from tickstock.schema import head_revision
+
+    integrate_macros_plugins()  # cached, and it loads (and caches) the plugins every task process needs
     nyse()
+    head_revision()
     return time.perf_counter() - started
 
 

@@ -16,12 +16,20 @@ _WORKER_START = textwrap.dedent(
     from celery.signals import worker_init
     from tickstock_airflow.celery_config import PRELOAD_MODULES
     before = sorted(m for m in PRELOAD_MODULES + ("exchange_calendars",) if m in sys.modules)
+    from airflow.sdk import plugins_manager
+    from tickstock.schema import head_revision
+    cached_before = [plugins_manager._get_plugins.cache_info().currsize, head_revision.cache_info().currsize]
     worker_init.send(sender=None)
     from tickstock.calendar import nyse
+    plugins, _ = plugins_manager._get_plugins()
     print(json.dumps({
         "before": before,
+        "cached_before": cached_before,
         "missing": sorted(m for m in PRELOAD_MODULES + ("exchange_calendars",) if m not in sys.modules),
         "calendars_built": nyse.cache_info().currsize,
+        "plugins_loads": plugins_manager._get_plugins.cache_info().misses,
+        "plugins": sorted(p.name for p in plugins),
+        "head_revisions_read": head_revision.cache_info().misses,
     }))
     """
 )
@@ -31,8 +39,15 @@ def test_worker_init_imports_the_task_modules_and_builds_the_calendar():
     done = subprocess.run([sys.executable, "-c", _WORKER_START], capture_output=True, text=True, check=True)
     state = json.loads(done.stdout.strip().splitlines()[-1])
     assert "exchange_calendars" not in state["before"]
+    assert state["cached_before"] == [0, 0]
     assert state["missing"] == []
     assert state["calendars_built"] == 1
+    # Loaded once, by the signal (the test's own call after it was a cache hit): forked task
+    # processes inherit Airflow's cached plugins instead of walking and importing the plugins
+    # folder each (``_get_plugins`` is private to Airflow; this pins the behaviour we rely on).
+    assert state["plugins_loads"] == 1
+    assert state["plugins"] == []  # the folder holds hooks and operators, no AirflowPlugin; walking it imports them all
+    assert state["head_revisions_read"] == 1
 
 
 def test_the_configuration_is_airflows_default():

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from tickstock_dev import bench_load, bench_refresh, bench_upsert
     from tickstock_dev.bench_airflow import AirflowLoader
     from tickstock_dev.bench_cluster import CLUSTER_FULL, CLUSTER_QUICK
-    from tickstock_dev.bench_report import machine_description, render_console
+    from tickstock_dev.bench_report import CPU_PROBE_ITERATIONS, cpu_probe, machine_description, render_console
     from tickstock_dev.bench_sim import bench_simulator
 
     args = parse_args(argv)
@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tickstock_dev.bench_baseline").setLevel(logging.WARNING)
     logging.getLogger("tickstock").setLevel(logging.WARNING)
 
+    probe_repeats = 1 if args.quick else 3
+    probe_start = cpu_probe(repeats=probe_repeats)
+    log(f"CPU probe: {probe_start:.2f} s")
     started, t0 = datetime.now(UTC), time.perf_counter()
     base = services.state_dir()
     urls = services.ensure_services(base)
@@ -328,11 +331,15 @@ def main(argv: list[str] | None = None) -> int:
             services.stop_services(base)
     total = time.perf_counter() - t0
     load1, load5, load15 = os.getloadavg()
+    probe_end = cpu_probe(repeats=probe_repeats)
     conditions = [
         f"sizes: {'--quick (harness check only, not a measurement)' if args.quick else 'full (the issue sizes)'}; "
         f"measurements: {', '.join(args.only)}",
         *conditions_cluster,
         f"load average at the end (1/5/15 min): {load1:.2f} / {load5:.2f} / {load15:.2f} on {os.cpu_count()} cores",
+        f"CPU probe ({CPU_PROBE_ITERATIONS:,} iterations of a pure-Python loop on one core, best of {probe_repeats}; "
+        f"about 2 s here when the host is quiet, more when its neighbours are busy): {probe_start:.2f} s at the start, "
+        f"{probe_end:.2f} s at the end",
         *args.note,
     ]
     if args.dags_folder:

@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import subprocess
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +135,28 @@ def _load_average() -> str:
     except OSError:
         return "n/a"
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+#: Iterations of :func:`cpu_probe`'s loop: about 2 s on one of this machine's cores when its host is quiet.
+CPU_PROBE_ITERATIONS = 10_000_000
+
+
+def cpu_probe(*, repeats: int = 3) -> float:
+    """Return the best of ``repeats`` timings (s) of a fixed pure-Python loop on one core.
+
+    The rate-bound ratios divide by a fixed 100 requests/s, so on a 2-core machine they grow when
+    the host lends fewer cycles: the same machine measured 1.9-2.9 s for this loop within minutes,
+    and raw COPY at 155,000 rows/s one day and 348,000 the day before. The note records the probe
+    at the start and the end of a run, so runs can be compared by how fast the machine was.
+    """
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        total = 0
+        for n in range(CPU_PROBE_ITERATIONS):
+            total += n * n % 7
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def machine_description(postgres_version: str) -> dict[str, str]:

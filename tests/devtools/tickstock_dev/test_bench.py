@@ -34,6 +34,7 @@ def test_quick_bench_writes_the_note(tmp_path):
     assert (
         "| 1 | 5,000 symbols × 1 year at 100 req/s, 100 ms: DagRun ÷ (requests ÷ 100) | <= 1.2 | not measured" in text
     )
+    assert "CPU probe (10,000,000 iterations of a pure-Python loop on one core, best of 1;" in text
     assert str(services.REPO_ROOT) not in text  # no machine paths in a committed note
 
 

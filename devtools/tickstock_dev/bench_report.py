@@ -137,15 +137,16 @@ def _load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
-#: Iterations of :func:`cpu_probe`'s loop: about 2 s on one of this machine's cores when its host is quiet.
+#: Iterations of :func:`cpu_probe`'s loop, and its time (s) on one of this machine's cores when the host is quiet.
 CPU_PROBE_ITERATIONS = 10_000_000
+CPU_PROBE_QUIET_S = 1.2
 
 
 def cpu_probe(*, repeats: int = 3) -> float:
     """Return the best of ``repeats`` timings (s) of a fixed pure-Python loop on one core.
 
     The rate-bound ratios divide by a fixed 100 requests/s, so on a 2-core machine they grow when
-    the host lends fewer cycles: the same machine measured 1.9-2.9 s for this loop within minutes,
+    the host lends fewer cycles: the same machine measured 1.2 s for this loop one hour and 1.9-2.9 s another,
     and raw COPY at 155,000 rows/s one day and 348,000 the day before. The note records the probe
     at the start and the end of a run, so runs can be compared by how fast the machine was.
     """

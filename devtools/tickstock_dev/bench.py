@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     from tickstock_dev.bench_airflow import AirflowLoader
     from tickstock_dev.bench_cluster import CLUSTER_FULL, CLUSTER_QUICK
     from tickstock_dev.bench_report import (
+        CPU_PROBE_BEST_S,
         CPU_PROBE_ITERATIONS,
-        CPU_PROBE_QUIET_S,
         cpu_probe,
         machine_description,
         render_console,
@@ -344,9 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         *conditions_cluster,
         f"load average at the end (1/5/15 min): {load1:.2f} / {load5:.2f} / {load15:.2f} on {os.cpu_count()} cores",
         f"CPU probe ({CPU_PROBE_ITERATIONS:,} iterations of a pure-Python loop on one core, best of {probe_repeats}; "
-        f"{CPU_PROBE_QUIET_S} s here when the host is quiet, up to 2.9 s when its neighbours are busy): "
-        f"{probe_start:.2f} s at the start, "
-        f"{probe_end:.2f} s at the end",
+        f"{CPU_PROBE_BEST_S} s at best here, 1.9-2.9 s on busy hours; blind to I/O and memory contention): "
+        f"{probe_start:.2f} s at the start, {probe_end:.2f} s at the end",
         *args.note,
     ]
     if args.dags_folder:

@@ -10,9 +10,10 @@ batches sized to the workers) → `register_symbols` (ticker details) ∥ `load_
 group, one per timeframe x symbol batch: `fetch_bars` COPYs into a staging table, then
 `upsert_bars` merges that batch in one transaction as soon as its fetch ends; day bars come from
 grouped-daily batches, one request per session, when that needs fewer requests than one per
-symbol) → `check_bar_counts` (every expected bar present, none on non-sessions, OHLC valid) →
-`finish_job` (job status `tickstock.jobs.status:{job_id}` in Redis and the JOB COMPLETE
-summary). Ticker details get the first free slot, a finished batch's upsert the next, then the
+symbol) → `check_bar_counts` (every expected bar present, none on non-sessions, OHLC valid;
+when it passes it writes the job status `tickstock.jobs.status:{job_id}` in Redis and the JOB
+COMPLETE summary, and skips `finish_job`) → `finish_job` (the failure path: the `failed` status,
+then the run fails). Ticker details get the first free slot, a finished batch's upsert the next, then the
 next fetch, so the request budget stays full and merging keeps up.
 
 **Windows:** daily = NYSE sessions in `[as_of - days, as_of]`; weekly/monthly = the periods

@@ -171,7 +171,7 @@ def _cluster_load(section: Section) -> list[str]:
             "of the budget (both cores saturated, e.g. by the merges of the largest batches and by task start-up, "
             "so request threads wait for CPU, not for the API: a faster merge, target 6, shortens them), and after "
             "the last request one batch's upsert, `check_bar_counts` (one counting query per timeframe, run side "
-            "by side, each one scan of the window's stored bars against the calendar's keys) and `finish_job`."
+            "by side, each one scan of the window's stored bars against the calendar's keys, then the job status)."
         )
     if _missed(section, 2):
         per = {f.label.removeprefix("requests per symbol: "): f.median for f in section.figures

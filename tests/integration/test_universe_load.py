@@ -64,6 +64,10 @@ def _job(redis_client, job_id):
     return JobStatusStore(redis_client).get(job_id)
 
 
+def _end_states(run):
+    return {ti.task_id: ti.state for ti in run.get_task_instances() if ti.task_id in ("check_bar_counts", "finish_job")}
+
+
 def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_dag, caplog, capfd):
     caplog.set_level("INFO")
     run = run_dag("universe_load", {"symbols": ["SCHG", "VUG"], "days": 2, "as_of": "2025-12-02", "job_id": "two-day"})
@@ -103,6 +107,9 @@ def test_two_day_load_of_schg_and_vug(massive_conn, pg_conn, redis_client, run_d
         for table in ("ohlcv_daily", "ohlcv_hourly", "ohlcv_monthly", "ohlcv_weekly")
     ]  # once per table per run, after the check, not from every mapped upsert
     assert staged_batches(pg_conn) == (0, 0)
+    # The check closed the job (status, JOB COMPLETE, staged batches dropped): finish_job, the
+    # failure path, was skipped instead of costing one more task on the run's critical path.
+    assert _end_states(run) == {"check_bar_counts": "success", "finish_job": "skipped"}
     # the design document's log lines, which operators grep for (task loggers print to the console)
     logs = caplog.text + capfd.readouterr().out
     for line in (
@@ -179,7 +186,8 @@ def test_rerun_is_idempotent_and_a_new_data_version_updates_values(massive_conn,
 
 def test_unknown_symbol_is_reported_and_the_others_load(massive_conn, pg_conn, redis_client, run_dag):
     conf = {"symbols": ["SPY", "NOSUCH", "QQQ"], "days": 2, "as_of": "2025-12-02", "job_id": "with-unknown"}
-    assert run_dag("universe_load", conf).state == "success"
+    run = run_dag("universe_load", conf)
+    assert run.state == "success"
     assert _counts(pg_conn, ["SPY", "QQQ", "NOSUCH"]) == _expected(["SPY", "QQQ"], 14, 2, 1, 1)
     status = _job(redis_client, "with-unknown")
     assert status["status"] == "completed_with_errors"
@@ -187,6 +195,23 @@ def test_unknown_symbol_is_reported_and_the_others_load(massive_conn, pg_conn, r
     assert status["results"]["symbols_failed"] == 1
     assert status["results"]["errors"] == ["NOSUCH: unknown ticker: no ticker details and no bars"]
     assert pg_conn.execute("SELECT symbol, name FROM symbols WHERE symbol = 'NOSUCH'").fetchall() == [("NOSUCH", None)]
+    assert _end_states(run) == {"check_bar_counts": "success", "finish_job": "skipped"}  # closed by the check
+
+
+def test_a_load_whose_every_symbol_is_unknown_fails_in_finish_job(massive_conn, pg_conn, redis_client, run_dag):
+    conf = {"symbols": ["NOSUCH", "NOTHERE"], "days": 2, "as_of": "2025-12-02", "job_id": "all-unknown"}
+    run = run_dag("universe_load", conf)
+    assert run.state == "failed"
+    # Nothing to count, so the check passes; it leaves the failed job to finish_job, which fails the run.
+    assert _end_states(run) == {"check_bar_counts": "success", "finish_job": "failed"}
+    status = _job(redis_client, "all-unknown")
+    assert status["status"] == "failed"
+    assert status["results"]["symbols_loaded"] == 0
+    assert sorted(status["results"]["errors"]) == [
+        "NOSUCH: unknown ticker: no ticker details and no bars",
+        "NOTHERE: unknown ticker: no ticker details and no bars",
+    ]
+    assert staged_batches(pg_conn) == (0, 0)
 
 
 def test_bad_params_are_rejected_naming_the_field(massive_conn, run_dag):

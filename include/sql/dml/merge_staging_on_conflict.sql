@@ -1,7 +1,7 @@
 -- Merge one staged batch into an OHLCV table, in the caller's transaction, and return per symbol:
 -- bars offered, rows inserted, rows whose values changed. The path merge_staged takes after the
 -- plain merge met a concurrent insert of one of its keys: ON CONFLICT waits for and resolves such
--- conflicts row by row. The staged rows are kept (finish_job clears them once the run is over):
+-- conflicts row by row. The staged rows are kept (the task that closes the job clears them):
 -- an upsert task retried after its merge committed merges the same rows again, changes nothing
 -- and reports the same bars, instead of finding nothing. A batch holds each bar key once
 -- (tickstock.bars de-duplicates what the API sends), so there is no DISTINCT ON sort here: a

@@ -61,7 +61,7 @@ def status_feed(redis_client: redis.Redis) -> Iterator[StatusFeed]:
 
 
 def _report_run(store: JobStatusStore, job_id: str, status: JobState = JobState.PROCESSING) -> None:
-    """Write what the run's tasks write: ``plan_load``'s processing, then ``finish_job``'s end."""
+    """Write what the run's tasks write: ``plan_load``'s processing, then the end that closes the job."""
     store.update(
         job_id,
         status=JobState.PROCESSING,

@@ -22,6 +22,7 @@ from tickstock.timeframes import OHLCV_TABLES, Timeframe
 from tickstock_airflow.hooks import MASSIVE_CONN_ID, MASSIVE_POOL
 
 if TYPE_CHECKING:
+    from tickstock.results import LoadSummary
     from tickstock.windows import LoadWindow
 
 log = logging.getLogger(__name__)
@@ -408,17 +409,10 @@ def check_bar_counts(
     """
     from tickstock.checks import count_bars, evaluate
     from tickstock.job_status import JobState
-    from tickstock.results import summarise
 
     context = get_current_context()
     upserts = mapped_results(upserts)
-    summary = summarise(
-        symbols=plan["symbols"],
-        batch_results=upserts,
-        planned_batches=plan["batch_count"],
-        unknown_symbols=(registration or {}).get("unknown", []),
-        daily_expected=plan.get("daily_required", True),
-    )
+    summary = run_summary(plan, upserts, registration)
     checked = summary.loaded
     since = {symbol: date.fromisoformat(day) for symbol, day in plan["check"].get("since", {}).items()}
 
@@ -491,6 +485,22 @@ def record_splits(
     return entries
 
 
+def run_summary(
+    plan: Mapping[str, Any], upserts: Sequence[Mapping[str, Any]], registration: Mapping[str, Any] | None
+) -> LoadSummary:
+    """The run's :class:`~tickstock.results.LoadSummary`, as the check and the job's close both read it."""
+    from tickstock.results import summarise
+
+    return summarise(
+        symbols=plan["symbols"],
+        batch_results=upserts,
+        planned_batches=plan["batch_count"],
+        unknown_symbols=(registration or {}).get("unknown", []),
+        daily_expected=plan.get("daily_required", True),
+        details_requests=(registration or {}).get("requests", 0),
+    )
+
+
 def close_job(
     plan: Mapping[str, Any],
     upserts: Sequence[Mapping[str, Any]],
@@ -503,7 +513,7 @@ def close_job(
     ``finish_job`` for every other end. Idempotent, so a retried task writes the same status.
     """
     from tickstock.job_status import JobState
-    from tickstock.results import DETAILS_REQUESTS, GROUPED_REQUESTS, REQUEST_FIELD, summarise
+    from tickstock.results import DETAILS_REQUESTS, GROUPED_REQUESTS, REQUEST_FIELD
     from tickstock.staging import clear_staged
 
     # Merged batches stay staged until now (a retried upsert needs them); a failed batch stays
@@ -511,14 +521,7 @@ def close_job(
     with pg_connection() as conn:
         cleared = clear_staged(conn, [result["staging_key"] for result in upserts])
     log.info("Cleared %d staged bars of %d merged batches", cleared, len(upserts))
-    summary = summarise(
-        symbols=plan["symbols"],
-        batch_results=upserts,
-        planned_batches=plan["batch_count"],
-        unknown_symbols=(registration or {}).get("unknown", []),
-        daily_expected=plan.get("daily_required", True),
-        details_requests=(registration or {}).get("requests", 0),
-    )
+    summary = run_summary(plan, upserts, registration)
     requests_made = {
         tf.value: summary.requests[REQUEST_FIELD[tf]] for tf in Timeframe if summary.requests[REQUEST_FIELD[tf]]
     }

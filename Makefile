@@ -11,7 +11,7 @@ NPM_STAMP := $(TSDB_SERVER)/node_modules/.installed
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 WORKERS ?= 2
-CONCURRENCY ?= 4
+CONCURRENCY ?= 6
 
 .PHONY: help install lock lint format test test-fast test-cluster demo sim airflow cluster bench services-start services-stop clean
 

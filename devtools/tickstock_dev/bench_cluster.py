@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from tickstock_dev.bench_airflow import AS_OF, SIM_NOW, reset_load_tables, sim_symbols
 from tickstock_dev.bench_report import Figure, Section, Target, ratios
+from tickstock_dev.cluster import DEFAULT_CONCURRENCY, DEFAULT_WORKERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -72,8 +73,8 @@ class ClusterSizes:
     job_runs: int
     job_runs_0ms: int
     speedup_runs_0ms: int = 1  # the 0-ms pair is a side row: one run keeps the bench inside 40 min
-    workers: int = 2
-    concurrency: int = 4
+    workers: int = DEFAULT_WORKERS
+    concurrency: int = DEFAULT_CONCURRENCY
     latency_ms: int = 100
 
 

@@ -74,10 +74,13 @@ WORKERS_ENV = "WORKERS"
 CONCURRENCY_ENV = "CONCURRENCY"
 DEFAULT_PORT = 8080
 DEFAULT_WORKERS = 2
-# Task slots per worker. 2 workers x 4 = 8 = the scheduler's parallelism and the massive_api
-# pool: enough to keep fetches and upserts overlapping without oversubscribing a 2-4 core box.
-DEFAULT_CONCURRENCY = 4
-PARALLELISM = 8
+# Task slots per worker: 2 workers x 6 = 12 = the scheduler's parallelism, 4 more than the
+# massive_api pool's 8. The pool bounds the fetches; the other slots run upserts, ticker details
+# and the plan/check tasks beside them. With 2 x 4 = 8 every upsert took a fetch's slot: in a
+# 5,000-symbol refresh a finished round's 8 upserts held all 8 while the next fetches waited
+# 5-15 s with the request budget idle.
+DEFAULT_CONCURRENCY = 6
+PARALLELISM = 12
 DEFAULT_RATE_LIMIT = "100/s"
 DEFAULT_POOL_SLOTS = 8
 DEFAULT_SIM_NOW = "2025-12-02T21:00:00Z"

@@ -8,7 +8,9 @@ everything else) over many API calls, while keeping a failure's blast radius and
 to one batch. By default they are sized to the workers (:func:`auto_batch_size`): about two
 rounds of the ``massive_api`` pool, so every slot stays busy while the last batches finish, and
 never more than ``MAX_BATCH_SIZE`` symbols. The number of mapped tasks must stay under Airflow's
-``[core] max_map_length`` (1024 per upstream list), so batches grow when the universe does.
+``[core] max_map_length`` (1024 per upstream list), so batches grow when the universe does. A load
+of more than one round staggers its first round's batch sizes (:func:`cut_batches`) so that the
+batches do not all end, and leave their slots idle, at the same moment.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tickstock.calendar import today_new_york
 from tickstock.grouped_daily import grouped_requests, use_grouped_daily
@@ -27,9 +29,13 @@ from tickstock.timeframes import Timeframe
 from tickstock.windows import LoadWindow, plan_windows
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from tickstock.load_request import LoadRequest
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_MAPPED_TASKS = 1000  # below Airflow's default max_map_length of 1024
 #: Slots of the ``massive_api`` pool in ``make cluster`` and compose (docker/init_tickstock.py).
@@ -88,6 +94,52 @@ def auto_batch_size(
     return min(MAX_BATCH_SIZE, max(floor, math.ceil(units / (slots * rounds))))
 
 
+def first_round_sizes(size: int, *, slots: int = FETCH_SLOTS) -> list[int]:
+    """Return the sizes of the first round's batches: from half of ``size`` up to nearly all of it.
+
+    Why: the shared request budget serves every running fetch in turn, so equal batches started
+    together also end together. A 5,000-symbol nightly refresh (30 batches of 500 on 8 slots)
+    showed it: each round ended with its upserts taking the worker slots while no fetch ran,
+    and the 10-s request rate fell from 90/s to 44-48/s at every boundary. Batches of
+    ``size * (slots + k) / (2 * slots)`` for k = 0..slots-1 end one at a time between half a
+    round and a round; each freed slot starts the next batch while the others keep the budget
+    full, and the later rounds keep that spacing.
+    """
+    return [max(1, math.ceil(size * (slots + k) / (2 * slots))) for k in range(slots)]
+
+
+def cut_batches(
+    groups: Sequence[Sequence[T]], size: int, *, others: int = 0, slots: int = FETCH_SLOTS
+) -> list[list[list[T]]]:
+    """Cut each group into consecutive batches of ``size``, the first round staggered.
+
+    The first ``slots`` batches, in group order, take :func:`first_round_sizes` when the plain
+    cut (plus ``others`` batches mapped beside these, e.g. grouped-daily fetches) needs more than
+    one round of ``slots``. That costs at most :func:`stagger_extra` more task instances; a load
+    of one round is cut exactly as before.
+    """
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    plain = others + sum(math.ceil(len(group) / size) for group in groups)
+    pending = iter(first_round_sizes(size, slots=slots) if plain > slots else ())
+    cut: list[list[list[T]]] = []
+    for group in groups:
+        batches: list[list[T]] = []
+        offset = 0
+        while offset < len(group):
+            length = next(pending, size)
+            batches.append(list(group[offset : offset + length]))
+            offset += length
+        cut.append(batches)
+    return cut
+
+
+def stagger_extra(slots: int = FETCH_SLOTS) -> int:
+    """Upper bound of the batches :func:`cut_batches` adds to a plain cut by staggering."""
+    # the first round holds (3 * slots - 1) / 4 plain batches' worth, rounded up per batch
+    return slots - (3 * slots - 1) // 4
+
+
 def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None) -> LoadPlan:
     """Compute windows and batches for ``request``; ``run_id`` makes staging keys unique."""
     now = now or datetime.now(UTC)
@@ -107,9 +159,10 @@ def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None)
         log.info("Day bars from grouped daily: %d requests instead of %d", len(day.expected), len(request.symbols))
     per_symbol = {tf: w for tf, w in windows.items() if not (grouped and tf is Timeframe.DAY)}
     requested = request.batch_size or auto_batch_size(len(request.symbols), len(per_symbol))
-    # Every grouped request is one more mapped upsert next to the per-symbol batches.
+    # Every grouped request is one more mapped upsert next to the per-symbol batches, and the
+    # staggered first round a few more.
     size = effective_batch_size(
-        len(request.symbols), len(per_symbol), requested, max_tasks=MAX_MAPPED_TASKS - len(grouped)
+        len(request.symbols), len(per_symbol), requested, max_tasks=MAX_MAPPED_TASKS - len(grouped) - stagger_extra()
     )
     if size != requested:
         log.info(
@@ -124,7 +177,7 @@ def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None)
         len(per_symbol),
         size,
     )
-    chunks = [list(request.symbols[i : i + size]) for i in range(0, len(request.symbols), size)]
+    cut = cut_batches([request.symbols] * len(per_symbol), size, others=len(grouped))
     batches = [
         {
             "symbols": chunk,
@@ -136,7 +189,7 @@ def plan_load(request: LoadRequest, *, run_id: str, now: datetime | None = None)
             "extended_hours": request.extended_hours,
             "sessions": None,
         }
-        for timeframe, window in per_symbol.items()
+        for (timeframe, window), chunks in zip(per_symbol.items(), cut, strict=True)
         for index, chunk in enumerate(chunks)
     ]
     return LoadPlan(as_of, {tf.value: w for tf, w in windows.items()}, batches, size, grouped)

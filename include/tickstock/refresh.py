@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from tickstock import calendar
+from tickstock.plan import cut_batches
 from tickstock.sqlfiles import read_sql
 from tickstock.timeframes import Timeframe, table_for
 
@@ -202,7 +203,11 @@ class RefreshBatch:
 
 
 def batch_groups(
-    groups: Mapping[tuple[Timeframe, date, date], Sequence[str]], *, batch_size: int, max_batches: int
+    groups: Mapping[tuple[Timeframe, date, date], Sequence[str]],
+    *,
+    batch_size: int,
+    max_batches: int,
+    others: int = 0,
 ) -> list[RefreshBatch]:
     """Cut the range groups into fetch batches: at most ``max_batches`` of them.
 
@@ -212,11 +217,15 @@ def batch_groups(
     timeframe's symbols are sorted by start and packed into larger batches covering the union of
     their members' ranges. A symbol may re-fetch bars it already has: that costs bars, not
     requests (one per symbol either way), and the merge writes nothing for unchanged bars.
+    The exact cut staggers its first round (:func:`tickstock.plan.cut_batches`; ``others`` is
+    the number of grouped-daily fetches mapped beside the batches).
     """
+    ordered = sorted(groups.items())
+    cut = cut_batches([symbols for _key, symbols in ordered], batch_size, others=others)
     exact = [
-        RefreshBatch(timeframe, start, end, tuple(symbols[offset : offset + batch_size]))
-        for (timeframe, start, end), symbols in sorted(groups.items())
-        for offset in range(0, len(symbols), batch_size)
+        RefreshBatch(timeframe, start, end, tuple(chunk))
+        for ((timeframe, start, end), _symbols), chunks in zip(ordered, cut, strict=True)
+        for chunk in chunks
     ]
     if len(exact) <= max_batches:
         return exact

@@ -160,7 +160,9 @@ def plan_refresh(**context: Any) -> list[dict[str, Any]]:
             "extended_hours": shape.extended_hours,
             "sessions": None,
         }
-        for index, batch in enumerate(batch_groups(to_batch, batch_size=batch_size, max_batches=max_batches))
+        for index, batch in enumerate(
+            batch_groups(to_batch, batch_size=batch_size, max_batches=max_batches, others=len(grouped))
+        )
     ]
     log.info(
         "%d fetch batches, %d grouped-daily requests planned", len(batches), sum(len(g["sessions"]) for g in grouped)

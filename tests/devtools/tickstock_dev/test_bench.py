@@ -59,7 +59,7 @@ def test_quick_cluster_bench_measures_the_load_and_the_refresh(tmp_path):
     assert bench.main(["--quick", "--only", "load,refresh", "--no-profile", "--output", str(out)]) == 0
     text = out.read_text()
     assert "FAILED" not in text, text
-    assert "make cluster: CeleryExecutor, 2 workers × concurrency 4" in text
+    assert "make cluster: CeleryExecutor, 2 workers × concurrency 6" in text
     assert "| 1 | 5 sym at 100/s, 100 ms: DagRun ÷ (requests ÷ 100) | <= 1.2 |" in text
     assert "| 2 | 5 sym: API requests per symbol, fresh database | <= 4.06 |" in text
     assert "| 7 | peak RSS of any task in the 5-symbol load | < 1 GiB |" in text

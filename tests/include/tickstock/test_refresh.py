@@ -92,6 +92,19 @@ def test_groups_are_batched_exactly_while_under_the_map_cap():
     ]
 
 
+def test_a_large_refresh_staggers_its_first_round_only():
+    dec_3 = date(2025, 12, 3)
+    symbols = [f"S{i:04d}" for i in range(5000)]
+    timeframes = (Timeframe.HOUR, Timeframe.WEEK, Timeframe.MONTH)
+    groups = {(tf, DEC_2, dec_3): symbols for tf in timeframes}
+    batches = batch_groups(groups, batch_size=500, max_batches=1000, others=2)
+    sizes = {tf: [len(b.symbols) for b in batches if b.timeframe is tf] for tf in timeframes}
+    # the first group in order (hour) starts with batches of 250..469 symbols, the others as before
+    assert sizes[Timeframe.HOUR] == [250, 282, 313, 344, 375, 407, 438, 469, 500, 500, 500, 500, 122]
+    assert sizes[Timeframe.WEEK] == sizes[Timeframe.MONTH] == [500] * 10
+    assert sorted(s for b in batches if b.timeframe is Timeframe.HOUR for s in b.symbols) == symbols
+
+
 def test_many_distinct_gaps_are_packed_under_the_map_cap_and_every_range_is_covered():
     dec_3 = date(2025, 12, 3)
     history = calendar.sessions(date(2021, 1, 4), dec_3)

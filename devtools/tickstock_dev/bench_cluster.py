@@ -710,33 +710,51 @@ def _add_loop_stalls(section: Section, stats: dict[str, Any]) -> None:
 
 
 def unpause_without_scheduled_run(cluster: LocalCluster, dag_id: str, *, timeout: float = 180) -> list[str]:
-    """Unpause ``dag_id`` and fail the run its timetable creates for the latest real slot.
+    """Unpause ``dag_id``, fail the run its timetable creates for the latest real slot, wait it out.
 
     With ``catchup=False`` the scheduler creates the run of the most recent 18:30 New York at
     once; on the simulator's frozen 2025 clock that run would ask for sessions a year in the
-    future and share the budget with the timed run. It is marked failed before its tasks do
-    work; returns the run ids so the note can say so.
+    future and share the budget with the timed run. The scheduler is left on (the listener DAG
+    lives on it). Failing the run as soon as it shows up is not enough: one bench saw its tasks
+    already fetching (1,628 requests before the timed run started, which then queued behind it).
+    So this waits until the scheduler has dealt with the due slot (a new run exists, or the next
+    creation lies in the future), fails every run it created since the unpause and then waits
+    until none of their task instances is still working. Returns those runs' ids.
     """
     from tickstock_dev.processes import wait_for
 
+    rows = cluster.metadata_query("SELECT coalesce(max(id), 0) FROM dag_run WHERE dag_id = %s", (dag_id,))
+    before = int(rows[0][0]) if rows else 0
     cluster.api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
-    def due_run_created() -> bool:
-        rows = cluster.metadata_query(
-            "SELECT next_dagrun_create_after IS NULL OR next_dagrun_create_after > now() FROM dag WHERE dag_id = %s",
-            (dag_id,),
+    def new_runs() -> list[str]:
+        found = cluster.metadata_query(
+            "SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'scheduled' AND id > %s", (dag_id, before)
         )
-        return bool(rows and rows[0][0])
+        return [run_id for (run_id,) in found]
 
-    wait_for(due_run_created, timeout=timeout, what=f"the scheduler to create {dag_id}'s due scheduled run")
-    failed = []
-    for (run_id,) in cluster.metadata_query(
-        "SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'scheduled' AND state IN ('queued', 'running')",
-        (dag_id,),
-    ):
+    def due_slot_handled() -> bool:
+        if new_runs():
+            return True
+        found = cluster.metadata_query("SELECT next_dagrun_create_after > now() FROM dag WHERE dag_id = %s", (dag_id,))
+        return bool(found and found[0][0])
+
+    wait_for(due_slot_handled, timeout=timeout, what=f"the scheduler to deal with {dag_id}'s due slot")
+    stray = new_runs()
+    for run_id in stray:
         cluster.api.call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
-        failed.append(run_id)
-    return failed
+
+    def stray_tasks_done() -> bool:
+        busy = cluster.metadata_query(
+            "SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) "
+            "AND state IN ('scheduled', 'queued', 'running', 'restarting', 'up_for_retry', 'deferred')",
+            (dag_id, stray),
+        )
+        return not busy or int(busy[0][0]) == 0
+
+    if stray:
+        wait_for(stray_tasks_done, timeout=timeout, what=f"the task instances of {dag_id}'s failed run(s) to stop")
+    return stray
 
 
 def run_refresh(
@@ -779,6 +797,9 @@ def run_refresh(
     _add_loop_stalls(section, run.stats)
     ratio = section.add("DagRun ÷ bound", "×", [run.run_s / bound if bound else float("inf")])
     run.add_span_figures(section)
+    first, _, _ = run.request_span()
+    if first < 0:  # a request the timed run cannot have sent: its figures would be void
+        raise RuntimeError(f"the simulator counted requests {-first:.1f} s before the timed nightly_refresh started")
     section.targets.append(
         Target(f"nightly_refresh, {n:,} sym at {RATE}/s: DagRun ÷ (requests ÷ {RATE})", "<= 1.2", ratio,
                ratio.median <= 1.2, 5)
@@ -787,8 +808,9 @@ def run_refresh(
         f"{n:,} symbols loaded 1 year as of {AS_OF} ({setup}); the simulator's clock moves to {REFRESH_NOW} "
         f"(18:30 New York on {REFRESH_AS_OF}) and `nightly_refresh` is triggered with `as_of` {REFRESH_AS_OF} "
         f"and its defaults, {sizes.latency_ms} ms latency, {RATE}/s. The DAG is unpaused only for this run; the "
-        "run its timetable creates at once for the latest real 18:30 (catchup off) is marked failed before it "
-        f"works ({len(failed)} such run(s) this time). Expected bar requests when nothing else changed: "
+        "run its timetable creates at once for the latest real 18:30 (catchup off) is marked failed, and its "
+        f"tasks stopped, before the timed run starts ({len(failed)} such run(s) this time). "
+        "Expected bar requests when nothing else changed: "
         f"{expected_bar_requests(n):,} (3 per symbol + 2 grouped sessions).",
     ]
     section.notes += [

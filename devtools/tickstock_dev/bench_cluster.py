@@ -358,11 +358,9 @@ def _counts(counts: dict[str, Any]) -> str:
 
 
 def conditions(cluster: LocalCluster, sizes: ClusterSizes) -> str:
-    from tickstock_dev.cluster import PARALLELISM
-
     return (
         f"make cluster: CeleryExecutor, {cluster.workers} workers × concurrency {cluster.concurrency}, "
-        f"parallelism {PARALLELISM}, pool `massive_api` {cluster.pool_slots} slots, PostgreSQL metadata; "
+        f"parallelism {cluster.parallelism}, pool `massive_api` {cluster.pool_slots} slots, PostgreSQL metadata; "
         f"Variable `massive_rate_limit` {cluster.rate_limit} and the simulator limited to {RATE}/s (429 beyond); "
         f"simulator latency {sizes.latency_ms} ms per response unless a row says 0 ms"
     )

@@ -74,13 +74,12 @@ WORKERS_ENV = "WORKERS"
 CONCURRENCY_ENV = "CONCURRENCY"
 DEFAULT_PORT = 8080
 DEFAULT_WORKERS = 2
-# Task slots per worker: 2 workers x 6 = 12 = the scheduler's parallelism, 4 more than the
-# massive_api pool's 8. The pool bounds the fetches; the other slots run upserts, ticker details
-# and the plan/check tasks beside them. With 2 x 4 = 8 every upsert took a fetch's slot: in a
-# 5,000-symbol refresh a finished round's 8 upserts held all 8 while the next fetches waited
-# 5-15 s with the request budget idle.
+# Task slots per worker: 2 workers x 6 = 12, 4 more than the massive_api pool's 8. The pool
+# bounds the fetches; the other slots run upserts, ticker details and the plan/check tasks
+# beside them. With 2 x 4 = 8 every upsert took a fetch's slot: in a 5,000-symbol refresh a
+# finished round's 8 upserts held all 8 while the next fetches waited 5-15 s with the request
+# budget idle.
 DEFAULT_CONCURRENCY = 6
-PARALLELISM = 12
 DEFAULT_RATE_LIMIT = "100/s"
 DEFAULT_POOL_SLOTS = 8
 DEFAULT_SIM_NOW = "2025-12-02T21:00:00Z"
@@ -220,6 +219,10 @@ class LocalCluster(AirflowStack):
         self.state = state.resolve()
         self.workers = workers
         self.concurrency = concurrency
+        # The scheduler's parallelism is the workers' slots, never more: a task queued beyond
+        # them waits in the broker's FIFO queue, where priority weights no longer apply (an
+        # upsert queued behind every fetch of the map no longer overlaps them).
+        self.parallelism = workers * concurrency
         self.port = port
         self.rate_limit = rate_limit
         self.pool_slots = pool_slots
@@ -326,7 +329,7 @@ class LocalCluster(AirflowStack):
                 # when a block buffer fills, so a tail or a test reads what has been done.
                 "PYTHONUNBUFFERED": "1",
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-                "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
                 "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
